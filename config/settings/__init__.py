@@ -1,0 +1,5 @@
+from .base import *  # noqa: F401,F403
+from .security import *  # noqa: F401,F403
+from .logging import *  # noqa: F401,F403
+from .channels import *  # noqa: F401,F403
+from .celery import *  # noqa: F401,F403

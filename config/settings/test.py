@@ -1,0 +1,19 @@
+"""The test suite's settings: the same platform, with work run eagerly and limits raised.
+
+Services still come from the environment, so the same suite runs on SQLite and in-memory layers
+(no variables) and on PostgreSQL and Redis (DATABASE_URL, REDIS_URL).
+"""
+
+from config.settings import *  # noqa: F401,F403
+from config.settings import REST_FRAMEWORK, VAR_DIR
+
+CELERY_TASK_ALWAYS_EAGER = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = VAR_DIR / "test-media"
+# Throttling has its own tests, which lower these; everything else must not trip over them.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {"auth": "10000/min", "general": "10000/min", "upload": "10000/min",
+                               "training": "10000/min"},
+}
+THROTTLE_RATES = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]

@@ -1,0 +1,52 @@
+import re
+import uuid
+
+from core.context import request_id_var
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id: the caller's ``X-Request-ID`` when it is sane, else a new uuid4.
+
+    The id is echoed in the ``X-Request-ID`` response header, put in every envelope and every
+    log line written while the request is served.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        request.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class RateLimitHeadersMiddleware:
+    """Puts ``X-RateLimit-*`` on every response.
+
+    API views record the state of the throttle that judged them; any other response (pages,
+    /health) reports the caller's general bucket without spending from it.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        from core.api.throttles import peek_general_state
+
+        state = getattr(request, "_ratelimit_state", None) or peek_general_state(request)
+        if state is not None:
+            limit, remaining, reset = state
+            response["X-RateLimit-Limit"] = str(limit)
+            response["X-RateLimit-Remaining"] = str(max(remaining, 0))
+            response["X-RateLimit-Reset"] = str(int(reset))
+        return response

@@ -1,0 +1,56 @@
+"""WebSocket authentication: a session cookie, a JWT or an API key.
+
+Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=`` (JWT) or
+``?api_key=``. Header forms: ``Authorization: Bearer <jwt or api key>`` and ``X-API-Key``.
+"""
+
+from urllib.parse import parse_qs
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
+
+
+@database_sync_to_async
+def _authenticate(token: str | None, api_key: str | None):
+    from accounts.authentication import authenticate_api_key, authenticate_jwt
+
+    if api_key:
+        result = authenticate_api_key(api_key)
+        if result:
+            return result
+        return AnonymousUser(), None
+    if token:
+        result = authenticate_jwt(token)
+        if result:
+            return result
+    return AnonymousUser(), None
+
+
+class TokenAuthMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", [])}
+        query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+        token = (query.get("token") or [None])[0]
+        api_key = headers.get("x-api-key") or (query.get("api_key") or [None])[0]
+        auth_header = headers.get("authorization", "")
+        if auth_header.lower().startswith("bearer "):
+            bearer = auth_header[7:].strip()
+            from accounts.authentication import looks_like_api_key
+
+            if looks_like_api_key(bearer):
+                api_key = api_key or bearer
+            else:
+                token = token or bearer
+        if token or api_key:
+            user, auth = await _authenticate(token, api_key)
+            scope = dict(scope, user=user, auth=auth)
+        return await self.app(scope, receive, send)
+
+
+def TokenAuthMiddlewareStack(inner):
+    # Session first (dashboard pages), then tokens override it when given.
+    return AuthMiddlewareStack(TokenAuthMiddleware(inner))

@@ -1,0 +1,97 @@
+import json
+
+from rest_framework import serializers
+
+from projects.choices import MemberAccess, ProjectStatus
+from projects.models import Project, ProjectMember, ProjectUpload
+
+MAX_CONFIGURATION_BYTES = 32 * 1024
+
+
+class PrivacySettingsSerializer(serializers.Serializer):
+    differential_privacy = serializers.BooleanField(required=False)
+    secure_aggregation = serializers.BooleanField(required=False)
+
+
+class ProjectConfigurationSerializer(serializers.Serializer):
+    """seed 000 ``configuration``; further keys are kept as given (within a size limit)."""
+
+    model_type = serializers.CharField(max_length=100, required=False)
+    dataset = serializers.CharField(max_length=200, required=False)
+    privacy_settings = PrivacySettingsSerializer(required=False)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("configuration must be a JSON object")
+        if len(json.dumps(data)) > MAX_CONFIGURATION_BYTES:
+            raise serializers.ValidationError(f"configuration is larger than {MAX_CONFIGURATION_BYTES} bytes")
+        validated = super().to_internal_value(data)
+        return {**data, **validated}
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    training_jobs_count = serializers.IntegerField(read_only=True, default=0)
+    owner = serializers.SerializerMethodField()
+    configuration = ProjectConfigurationSerializer(required=False)
+
+    class Meta:
+        model = Project
+        fields = ["id", "name", "description", "status", "configuration", "owner", "training_jobs_count",
+                  "created_at", "updated_at"]
+
+    def get_owner(self, obj) -> dict:
+        return {"id": str(obj.owner_id), "username": obj.owner.username}
+
+
+class ProjectCreateInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    configuration = ProjectConfigurationSerializer(required=False, default=dict)
+
+    def validate_name(self, value):
+        value = value.strip()
+        if not value:
+            raise serializers.ValidationError("The name cannot be blank.")
+        return value
+
+
+class ProjectUpdateInputSerializer(ProjectCreateInputSerializer):
+    status = serializers.ChoiceField(choices=ProjectStatus.choices, required=False)
+
+
+class ProjectMemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.UUIDField(source="user.id", read_only=True)
+    username = serializers.CharField(source="user.username", read_only=True)
+
+    class Meta:
+        model = ProjectMember
+        fields = ["user_id", "username", "access", "created_at"]
+
+
+class ProjectMemberInputSerializer(serializers.Serializer):
+    user_id = serializers.UUIDField(required=False)
+    username = serializers.CharField(required=False, max_length=150)
+    access = serializers.ChoiceField(choices=MemberAccess.choices, default=MemberAccess.READ)
+
+    def validate(self, attrs):
+        if not attrs.get("user_id") and not attrs.get("username"):
+            raise serializers.ValidationError({"user_id": "Give user_id or username."})
+        return attrs
+
+
+class ProjectUploadSerializer(serializers.ModelSerializer):
+    """seed 000 upload response, plus what validation found."""
+
+    project_id = serializers.UUIDField(read_only=True)
+    upload_id = serializers.UUIDField(source="id", read_only=True)
+    uploaded_by = serializers.CharField(source="uploaded_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = ProjectUpload
+        fields = ["project_id", "upload_id", "status", "files", "validation_status", "checksum", "size",
+                  "unpacked_size", "original_name", "app_root", "app_name", "app_version", "components",
+                  "app_config", "uploaded_by", "created_at"]
+
+
+class ProjectUploadInputSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, help_text="A ZIP of a Flower app")

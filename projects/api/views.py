@@ -1,0 +1,153 @@
+from django.http import FileResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+
+from accounts.models import User
+from core.api.permissions import RequiresPermission
+from core.api.throttles import GeneralRateThrottle, UploadRateThrottle
+from core.exceptions import NotFound
+from projects import selectors, services
+from projects.api import serializers as s
+from projects.filters import ProjectFilterSet
+from projects.models import Project
+
+READ, WRITE = "read:projects", "write:projects"
+
+
+def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
+    response = Response(data, status=status_code)
+    response.message = message
+    return response
+
+
+class ProjectViewSet(viewsets.GenericViewSet):
+    """seed 000 Project Management: projects, their members and their Flower-app uploads."""
+
+    serializer_class = s.ProjectSerializer
+    permission_classes = [RequiresPermission]
+    filterset_class = ProjectFilterSet
+    lookup_value_regex = "[^/]+"
+    required_permissions = {
+        "list": READ, "retrieve": READ, "members": READ, "members:post": WRITE, "uploads": READ, "upload_detail": READ,
+        "upload_download": READ,
+        "create": WRITE, "update": WRITE, "partial_update": WRITE, "destroy": WRITE, "upload": WRITE,
+        "member_detail": WRITE,
+    }
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Project.objects.none()
+        return selectors.project_list(user=self.request.user)
+
+    def get_throttles(self):
+        if self.action == "upload":
+            return [UploadRateThrottle(), GeneralRateThrottle()]
+        return super().get_throttles()
+
+    def _project(self, *, for_write: bool = False):
+        return selectors.project_get(user=self.request.user, project_id=self.kwargs["pk"], for_write=for_write)
+
+    # ---- projects --------------------------------------------------------------------------------
+    def list(self, request):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(s.ProjectSerializer(page, many=True).data)
+
+    @extend_schema(request=s.ProjectCreateInputSerializer, responses={201: s.ProjectSerializer})
+    def create(self, request):
+        data = s.ProjectCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = services.project_create(owner=request.user, **data.validated_data)
+        project = selectors.project_get(user=request.user, project_id=project.pk)
+        return _respond(s.ProjectSerializer(project).data, message="Project created", status_code=201)
+
+    def retrieve(self, request, pk=None):
+        return _respond(s.ProjectSerializer(self._project()).data, message="Project")
+
+    @extend_schema(request=s.ProjectUpdateInputSerializer, responses={200: s.ProjectSerializer})
+    def update(self, request, pk=None):
+        return self._update(request, partial=False)
+
+    @extend_schema(request=s.ProjectUpdateInputSerializer, responses={200: s.ProjectSerializer})
+    def partial_update(self, request, pk=None):
+        return self._update(request, partial=True)
+
+    def _update(self, request, *, partial: bool):
+        project = self._project(for_write=True)
+        data = s.ProjectUpdateInputSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        services.project_update(project=project, **data.validated_data)
+        project = selectors.project_get(user=request.user, project_id=project.pk)
+        return _respond(s.ProjectSerializer(project).data, message="Project updated")
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, pk=None):
+        services.project_delete(project=self._project(for_write=True))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    # ---- uploads ---------------------------------------------------------------------------------
+    @extend_schema(request={"multipart/form-data": s.ProjectUploadInputSerializer},
+                   responses={201: s.ProjectUploadSerializer})
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    def upload(self, request, pk=None):
+        project = self._project(for_write=True)
+        data = s.ProjectUploadInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = services.project_upload(project=project, uploaded_by=request.user, file=data.validated_data["file"])
+        return _respond(s.ProjectUploadSerializer(upload).data, message="Flower app uploaded and validated",
+                        status_code=201)
+
+    @extend_schema(responses={200: s.ProjectUploadSerializer(many=True)})
+    @action(detail=True, methods=["get"])
+    def uploads(self, request, pk=None):
+        project = self._project()
+        page = self.paginate_queryset(selectors.project_uploads(project=project))
+        return self.get_paginated_response(s.ProjectUploadSerializer(page, many=True).data)
+
+    @extend_schema(responses={200: s.ProjectUploadSerializer})
+    @action(detail=True, methods=["get"], url_path=r"uploads/(?P<upload_id>[0-9a-f-]{36})")
+    def upload_detail(self, request, pk=None, upload_id=None):
+        upload = selectors.project_upload_get(project=self._project(), upload_id=upload_id)
+        return _respond(s.ProjectUploadSerializer(upload).data, message="Upload")
+
+    @extend_schema(responses={(200, "application/zip"): bytes})
+    @action(detail=True, methods=["get"], url_path=r"uploads/(?P<upload_id>[0-9a-f-]{36})/download")
+    def upload_download(self, request, pk=None, upload_id=None):
+        upload = selectors.project_upload_get(project=self._project(), upload_id=upload_id)
+        response = FileResponse(upload.archive.open("rb"), as_attachment=True, filename=upload.original_name,
+                                content_type="application/zip")
+        response["X-Checksum-SHA256"] = upload.checksum
+        return response
+
+    # ---- members ---------------------------------------------------------------------------------
+    @extend_schema(methods=["GET"], responses={200: s.ProjectMemberSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=s.ProjectMemberInputSerializer, responses={201: s.ProjectMemberSerializer})
+    @action(detail=True, methods=["get", "post"])
+    def members(self, request, pk=None):
+        if request.method == "GET":
+            project = self._project()
+            page = self.paginate_queryset(selectors.project_members(project=project))
+            return self.get_paginated_response(s.ProjectMemberSerializer(page, many=True).data)
+        project = self._project(for_write=True)
+        data = s.ProjectMemberInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lookup = {"pk": data.validated_data["user_id"]} if data.validated_data.get("user_id") else {
+            "username__iexact": data.validated_data["username"]}
+        user = User.objects.filter(is_active=True, **lookup).first()
+        if user is None:
+            raise NotFound("User not found")
+        member = services.project_member_set(project=project, user=user, access=data.validated_data["access"])
+        return _respond(s.ProjectMemberSerializer(member).data, message="Member saved", status_code=201)
+
+    @extend_schema(responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>[0-9a-f-]{36})")
+    def member_detail(self, request, pk=None, user_id=None):
+        project = self._project(for_write=True)
+        user = User.objects.filter(pk=user_id).first()
+        if user is None or not project.memberships.filter(user=user).exists():
+            raise NotFound("Member not found")
+        services.project_member_remove(project=project, user=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,19 @@
+from django.db import models
+
+
+class ProjectStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    ARCHIVED = "archived", "Archived"
+
+
+class MemberAccess(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Read and write"
+
+
+class UploadStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded"
+
+
+class ValidationStatus(models.TextChoices):
+    VALID = "valid", "Valid"

@@ -1,0 +1,65 @@
+"""Reads for projects. Visibility: a user sees projects they own or are a member of; holders of
+the ``*`` permission (platform administrators) see every project."""
+
+import uuid
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import IntegerField
+
+from accounts.models import User
+from core.exceptions import Forbidden, NotFound
+from projects.choices import MemberAccess
+from projects.models import Project, ProjectMember, ProjectUpload
+
+
+def _visible(user: User) -> QuerySet[Project]:
+    qs = Project.objects.all()
+    if user.has_wildcard_permission():
+        return qs
+    member = ProjectMember.objects.filter(project=OuterRef("pk"), user=user)
+    return qs.filter(Q(owner=user) | Exists(member))
+
+
+def project_list(*, user: User) -> QuerySet[Project]:
+    # Training jobs arrive with the training app; until then every project has none.
+    return _visible(user).select_related("owner").annotate(training_jobs_count=Value(0, IntegerField()))
+
+
+def can_write(user: User, project: Project) -> bool:
+    if user.has_wildcard_permission() or project.owner_id == user.pk:
+        return True
+    return ProjectMember.objects.filter(project=project, user=user, access=MemberAccess.WRITE).exists()
+
+
+def project_get(*, user: User, project_id, for_write: bool = False) -> Project:
+    """The project if ``user`` may see it (404 otherwise: its existence is not revealed) and, with
+    ``for_write``, may change it (403)."""
+    try:
+        project_id = uuid.UUID(str(project_id))
+    except ValueError:
+        raise NotFound("Project not found")
+    project = project_list(user=user).filter(pk=project_id).first()
+    if project is None:
+        raise NotFound("Project not found")
+    if for_write and not can_write(user, project):
+        raise Forbidden("You can read this project but not change it")
+    return project
+
+
+def project_members(*, project: Project) -> QuerySet[ProjectMember]:
+    return project.memberships.select_related("user").order_by("created_at")
+
+
+def project_uploads(*, project: Project) -> QuerySet[ProjectUpload]:
+    return project.uploads.select_related("uploaded_by").order_by("-created_at")
+
+
+def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
+    upload = project_uploads(project=project).filter(pk=upload_id).first()
+    if upload is None:
+        raise NotFound("Upload not found")
+    return upload
+
+
+def recent_uploads(*, user: User) -> QuerySet[ProjectUpload]:
+    return ProjectUpload.objects.filter(project__in=_visible(user)).select_related("project").order_by("-created_at")
