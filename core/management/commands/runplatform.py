@@ -1,0 +1,71 @@
+"""Serve the whole platform from one command: the ASGI server, a Celery worker and Celery beat.
+
+Ctrl-C (or SIGTERM) stops all three; if one of them dies the others are stopped too, so the
+platform never runs half-started.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Run the ASGI server (uvicorn), a Celery worker and Celery beat together."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
+        parser.add_argument("--no-worker", action="store_true", help="Serve HTTP only")
+
+    def handle(self, *args, **options):
+        python = sys.executable
+        env = dict(os.environ, DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
+        commands = {
+            "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", options["host"],
+                    "--port", str(options["port"]), "--no-access-log", "--lifespan", "off"],
+        }
+        if not options["no_worker"] and not settings.CELERY_TASK_ALWAYS_EAGER:
+            commands["worker"] = [python, "-m", "celery", "-A", "config", "worker", "--loglevel", "INFO",
+                                  "--concurrency", str(options["concurrency"]), "--without-mingle",
+                                  "--without-gossip"]
+            commands["beat"] = [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                                "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
+                                "--pidfile", ""]
+        processes = {}
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        for name, cmd in commands.items():
+            processes[name] = subprocess.Popen(cmd, env=env)
+            self.stdout.write(f"started {name} (pid {processes[name].pid})")
+        self.stdout.write(self.style.SUCCESS(
+            f"Pollen is serving on http://{options['host']}:{options['port']}/  (Ctrl-C stops everything)"))
+        try:
+            while not stopping:
+                for name, proc in processes.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(f"{name} exited with {proc.returncode}; stopping the platform")
+                        stopping = True
+                        break
+                time.sleep(0.5)
+        finally:
+            for proc in processes.values():
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + 10
+            for proc in processes.values():
+                try:
+                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()

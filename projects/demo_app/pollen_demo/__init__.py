@@ -1,0 +1,1 @@
+"""Pollen's demo Flower app."""
