@@ -8,3 +8,4 @@ class AccountsConfig(AppConfig):
 
     def ready(self):
         from accounts import schema  # noqa: F401  registers the OpenAPI auth schemes
+        from accounts import signals  # noqa: F401  keeps token permission claims honest

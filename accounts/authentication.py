@@ -1,9 +1,11 @@
 """How callers prove who they are: JWT access tokens and API keys (``X-API-Key`` or Bearer)."""
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.authentication import JWTAuthentication as SimpleJWTAuthentication
@@ -21,6 +23,25 @@ def looks_like_api_key(raw: str) -> bool:
 
 def revoked_access_cache_key(jti: str) -> str:
     return f"jwt:revoked:{jti}"
+
+
+# JWT ``iat`` has whole seconds only, so a token issued in the same second as a password change
+# would outlive it. Tokens from ``tokens_issue`` also carry their issue time in microseconds.
+ISSUED_AT_CLAIM = "iat_us"
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def epoch_microseconds(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def issued_before(token, instant: datetime) -> bool:
+    """True when ``token`` was issued before ``instant``. A token without the precise claim counts
+    as issued before anything in its ``iat`` second: refusing a fresh token beats accepting a stale one."""
+    precise = token.get(ISSUED_AT_CLAIM)
+    if isinstance(precise, int):
+        return precise < epoch_microseconds(instant)
+    return token.get("iat", 0) <= int(instant.timestamp())
 
 
 @dataclass
@@ -72,21 +93,42 @@ def check_access_token(token: AccessToken, user: User) -> None:
     jti = token.get("jti")
     if jti and cache.get(revoked_access_cache_key(jti)):
         raise InvalidToken("Token has been revoked")
-    if user.tokens_valid_after and token.get("iat", 0) < int(user.tokens_valid_after.timestamp()):
+    if user.tokens_valid_after and issued_before(token, user.tokens_valid_after):
         raise InvalidToken("Token was issued before the account's credentials changed")
+
+
+def user_for_access_token(token: AccessToken) -> User:
+    """The token's user, checked (active, not revoked), with roles and permissions taken from the
+    token's signed claims while they are current.
+
+    The claims were computed when the token was issued; a change to the user's roles or to one of
+    their roles' permissions stamps ``permissions_changed_at`` (see accounts.signals), after which
+    the permissions are read from the database again. This saves a query on every API request.
+    """
+    try:
+        user = User.objects.get(pk=token["user_id"])
+    except (KeyError, User.DoesNotExist, ValueError, DjangoValidationError):
+        raise exceptions.AuthenticationFailed("User not found")
+    if not user.is_active:
+        raise exceptions.AuthenticationFailed("User is inactive")
+    check_access_token(token, user)
+    roles, permissions = token.get("roles"), token.get("permissions")
+    claims_current = isinstance(roles, list) and isinstance(permissions, list) and not (
+        user.permissions_changed_at and issued_before(token, user.permissions_changed_at)
+    )
+    if claims_current and not user.is_superuser:
+        user.__dict__["role_names"] = sorted(str(r) for r in roles)
+        user.__dict__["permission_strings"] = sorted(str(p) for p in permissions)
+    return user
 
 
 def authenticate_jwt(raw_token: str):
     """``(user, token)`` for a valid access token, else None (used by the WebSocket)."""
     try:
         token = AccessToken(raw_token)
-        user = _user_queryset().get(pk=token["user_id"])
-        if not user.is_active:
-            return None
-        check_access_token(token, user)
-    except (TokenError, InvalidToken, KeyError, User.DoesNotExist, ValueError):
+        return user_for_access_token(token), token
+    except (TokenError, InvalidToken, exceptions.AuthenticationFailed):
         return None
-    return user, token
 
 
 class JWTAuthentication(SimpleJWTAuthentication):
@@ -98,14 +140,7 @@ class JWTAuthentication(SimpleJWTAuthentication):
         return header
 
     def get_user(self, validated_token):
-        try:
-            user = _user_queryset().get(pk=validated_token["user_id"])
-        except (KeyError, User.DoesNotExist, ValueError):
-            raise exceptions.AuthenticationFailed("User not found")
-        if not user.is_active:
-            raise exceptions.AuthenticationFailed("User is inactive")
-        check_access_token(validated_token, user)
-        return user
+        return user_for_access_token(validated_token)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

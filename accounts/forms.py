@@ -2,6 +2,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts import services
+from core.api.throttles import AuthRateThrottle
 from core.exceptions import ApplicationError
 
 
@@ -13,7 +14,8 @@ class LoginForm(AuthenticationForm):
 
     def __init__(self, request=None, *args, **kwargs):
         super().__init__(request, *args, **kwargs)
-        self.address = request.META.get("REMOTE_ADDR", "") if request else ""
+        # The same client address the API's login counts (X-Forwarded-For when NUM_PROXIES is set).
+        self.address = AuthRateThrottle().get_ident(request) if request else ""
 
     def clean(self):
         identifier = self.cleaned_data.get("username")

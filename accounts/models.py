@@ -38,6 +38,8 @@ class User(UUIDModel, AbstractUser):
     locked_until = models.DateTimeField(null=True, blank=True)
     # Access tokens issued before this instant are refused (password change, "log out everywhere").
     tokens_valid_after = models.DateTimeField(null=True, blank=True, editable=False)
+    # Access tokens issued before this instant carry stale role claims (see accounts.signals).
+    permissions_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     REQUIRED_FIELDS = ["email"]
 

@@ -1,5 +1,6 @@
 """Writes for identity and access: registration, login, tokens, passwords, roles, API keys."""
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -14,7 +15,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.authentication import revoked_access_cache_key
+from accounts.authentication import ISSUED_AT_CLAIM, epoch_microseconds, issued_before, revoked_access_cache_key
 from accounts.models import ApiKey, Role, User
 from accounts.roles import DEFAULT_ROLE
 from core.exceptions import AuthenticationFailed, Conflict, Forbidden, ValidationFailed
@@ -157,9 +158,14 @@ def _claims(user: User) -> dict:
 
 
 def tokens_issue(*, user: User) -> dict:
+    # The issue time is taken before the roles are read: a role change that lands in between then
+    # counts as later than the token, and authentication reads the permissions afresh.
+    issued_at = epoch_microseconds(timezone.now())
+    user = User.objects.prefetch_related("roles").get(pk=user.pk)
     refresh = RefreshToken.for_user(user)
     for claim, value in _claims(user).items():
         refresh[claim] = value
+    refresh[ISSUED_AT_CLAIM] = issued_at  # copied into the access token
     access = refresh.access_token
     User.objects.filter(pk=user.pk).update(last_login=timezone.now())
     return {
@@ -197,7 +203,7 @@ def tokens_refresh(*, refresh_token: str) -> dict:
         user = User.objects.prefetch_related("roles").filter(pk=token.get("user_id")).first()
         if user is None or not user.is_active:
             raise AuthenticationFailed("Refresh token is invalid, expired or revoked")
-        if user.tokens_valid_after and token.get("iat", 0) < int(user.tokens_valid_after.timestamp()):
+        if user.tokens_valid_after and issued_before(token, user.tokens_valid_after):
             raise AuthenticationFailed("Refresh token is invalid, expired or revoked")
         _, created = token.blacklist()
         if not created:  # another request rotated it first
@@ -260,24 +266,29 @@ def user_set_roles(*, actor: User, user: User, role_names: list[str]) -> User:
 
 # ---- API keys ----------------------------------------------------------------------------------
 
-def _check_scopes(user: User, scopes: list[str]) -> list[str]:
+def _check_scopes(user: User, scopes: list[str], granted: Iterable[str] | None = None) -> list[str]:
     scopes = _check_permissions(scopes) if scopes else []
     if not scopes:
         raise ValidationFailed("An API key needs at least one scope", field="scopes")
-    held = user.permission_strings
+    held = user.permission_strings if granted is None else list(granted)
     beyond = [s for s in scopes if not covers(held, s)]
     if beyond:
         raise ValidationFailed(
-            f"A key cannot hold more than its owner: {', '.join(beyond)}",
+            f"A key cannot hold more than its owner or the credential creating it: {', '.join(beyond)}",
             details={"field": "scopes", "reason": "exceeds_owner_permissions", "scopes": beyond},
         )
     return scopes
 
 
 @transaction.atomic
-def api_key_create(*, user: User, name: str, scopes: list[str], expires_at: datetime | None = None) -> tuple[ApiKey, str]:
-    """Create a key and return it with its raw secret, which is never retrievable again."""
-    scopes = _check_scopes(user, scopes)
+def api_key_create(*, user: User, name: str, scopes: list[str], expires_at: datetime | None = None,
+                   granted: Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """Create a key and return it with its raw secret, which is never retrievable again.
+
+    ``granted`` is what the calling credential may do (an API key's scopes); a key never holds more,
+    so a narrow key cannot mint a wider one. None means the owner's own permissions.
+    """
+    scopes = _check_scopes(user, scopes, granted)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationFailed("expires_at must be in the future", field="expires_at")
     prefix, raw = ApiKey.generate()
@@ -297,8 +308,15 @@ def api_key_revoke(*, key: ApiKey) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_rotate(*, key: ApiKey) -> tuple[ApiKey, str]:
-    """Replace a key by a new secret with the same name, scopes and remaining lifetime."""
+def api_key_rotate(*, key: ApiKey, granted: Iterable[str] | None = None) -> tuple[ApiKey, str]:
+    """Replace a key by a new secret with the same name, scopes and remaining lifetime.
+
+    ``granted`` as for ``api_key_create``: a credential cannot learn the secret of a wider key.
+    """
+    if granted is not None:
+        granted = list(granted)
+        if not all(covers(granted, scope) for scope in key.scopes):
+            raise Forbidden("This credential cannot rotate a key with wider scopes than its own")
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.status != "active":
         raise Conflict(f"Only an active key can be rotated; this one is {key.status}")

@@ -1,6 +1,8 @@
 import re
 import uuid
 
+from django.core.cache import cache
+
 from core.context import request_id_var
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -18,14 +20,13 @@ class RequestIdMiddleware:
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
-        request.request_id = request_id
-        token = request_id_var.set(request_id)
+        request.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+        token = request_id_var.set(request.request_id)
         try:
             response = self.get_response(request)
         finally:
             request_id_var.reset(token)
-        response["X-Request-ID"] = request_id
+        response["X-Request-ID"] = request.request_id
         return response
 
 
@@ -33,17 +34,24 @@ class RateLimitHeadersMiddleware:
     """Puts ``X-RateLimit-*`` on every response.
 
     API views record the state of the throttle that judged them; any other response (pages,
-    /health) reports the caller's general bucket without spending from it.
+    /health) reports the caller's general bucket without spending from it. Sync-only: see its place
+    in ``MIDDLEWARE``.
     """
+
+    sync_capable = True
+    async_capable = False
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        response = self.get_response(request)
-        from core.api.throttles import peek_general_state
+        from core.api.throttles import general_bucket_key
 
-        state = getattr(request, "_ratelimit_state", None) or peek_general_state(request)
+        response = self.get_response(request)
+        state = getattr(request, "_ratelimit_state", None)
+        if state is None:
+            key, limit, reset = general_bucket_key(request)
+            state = (limit, limit - (cache.get(key) or 0), reset) if key else None
         if state is not None:
             limit, remaining, reset = state
             response["X-RateLimit-Limit"] = str(limit)

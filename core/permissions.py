@@ -8,7 +8,8 @@ A granted string matches a required one when they are equal, when it is ``*``, o
 import re
 from collections.abc import Iterable
 
-PERMISSION_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_-]*(:([a-z][a-z0-9_-]*|\*))*)$")
+# A wildcard is only ever the last segment: matching treats nothing else as one.
+PERMISSION_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_-]*(:[a-z][a-z0-9_-]*)*(:\*)?)$")
 
 
 def permission_matches(granted: str, required: str) -> bool:

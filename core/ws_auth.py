@@ -8,6 +8,8 @@ from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 
@@ -54,3 +56,25 @@ class TokenAuthMiddleware:
 def TokenAuthMiddlewareStack(inner):
     # Session first (dashboard pages), then tokens override it when given.
     return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+
+
+class OriginPolicy(OriginValidator):
+    """Cross-site WebSocket hijacking only threatens cookie sessions: a browser always sends
+    ``Origin``, and it must name one of ALLOWED_HOSTS. Programs (devices, the SDK, scripts) send
+    no ``Origin``; they are let through when they present a token or API key, never on a cookie."""
+
+    def __init__(self, application):
+        super().__init__(application, list(settings.ALLOWED_HOSTS))
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers", []))
+        if b"origin" not in headers and _carries_credentials(scope, headers):
+            return await self.application(scope, receive, send)
+        return await super().__call__(scope, receive, send)
+
+
+def _carries_credentials(scope, headers) -> bool:
+    if b"x-api-key" in headers or headers.get(b"authorization", b"").lower().startswith(b"bearer "):
+        return True
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    return bool(query.get("token") or query.get("api_key"))

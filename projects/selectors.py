@@ -3,7 +3,7 @@ the ``*`` permission (platform administrators) see every project."""
 
 import uuid
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Value
+from django.db.models import Q, QuerySet, Value
 from django.db.models import IntegerField
 
 from accounts.models import User
@@ -16,13 +16,27 @@ def _visible(user: User) -> QuerySet[Project]:
     qs = Project.objects.all()
     if user.has_wildcard_permission():
         return qs
-    member = ProjectMember.objects.filter(project=OuterRef("pk"), user=user)
-    return qs.filter(Q(owner=user) | Exists(member))
+    # Membership ids first: a user belongs to few projects, and "owner = me" alone lets the
+    # (owner, -created_at) index serve both the page and the count of a large list.
+    member_of = list(ProjectMember.objects.filter(user=user).values_list("project_id", flat=True))
+    if not member_of:
+        return qs.filter(owner=user)
+    return qs.filter(Q(owner=user) | Q(pk__in=member_of))
 
 
 def project_list(*, user: User) -> QuerySet[Project]:
     # Training jobs arrive with the training app; until then every project has none.
-    return _visible(user).select_related("owner").annotate(training_jobs_count=Value(0, IntegerField()))
+    return (
+        _visible(user)
+        .select_related("owner")
+        .defer(*(f"owner__{f}" for f in _OWNER_DEFERRED))
+        .annotate(training_jobs_count=Value(0, IntegerField()))
+    )
+
+
+# A project's owner is shown by id and name only; the rest of the user row stays in the database.
+_OWNER_DEFERRED = ("password", "last_login", "is_superuser", "first_name", "last_name", "is_staff",
+                   "date_joined", "failed_login_count", "locked_until", "tokens_valid_after")
 
 
 def can_write(user: User, project: Project) -> bool:
@@ -55,6 +69,10 @@ def project_uploads(*, project: Project) -> QuerySet[ProjectUpload]:
 
 
 def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
+    try:
+        upload_id = uuid.UUID(str(upload_id))
+    except ValueError:
+        raise NotFound("Upload not found")
     upload = project_uploads(project=project).filter(pk=upload_id).first()
     if upload is None:
         raise NotFound("Upload not found")

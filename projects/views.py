@@ -43,7 +43,7 @@ def dashboard(request):
 @login_required
 def project_list(request):
     _require_page(request, "read:projects")
-    filterset = ProjectFilterSet(request.GET or None, queryset=selectors.project_list(user=request.user))
+    filterset = ProjectFilterSet(request.GET, queryset=selectors.project_list(user=request.user))
     queryset = filterset.qs if filterset.is_valid() else selectors.project_list(user=request.user).none()
     page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
     query = request.GET.copy()

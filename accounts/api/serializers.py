@@ -85,6 +85,8 @@ class UserRolesInputSerializer(serializers.Serializer):
 
 
 class RoleSerializer(serializers.ModelSerializer):
+    # Declared so that no UniqueValidator answers 400: a taken name is role_create's 409 conflict.
+    name = serializers.SlugField(max_length=64)
     permissions = serializers.ListField(child=serializers.CharField(max_length=100), max_length=200)
 
     class Meta:

@@ -1,3 +1,5 @@
+import uuid
+
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -51,6 +53,12 @@ class ProjectViewSet(viewsets.GenericViewSet):
         return selectors.project_get(user=self.request.user, project_id=self.kwargs["pk"], for_write=for_write)
 
     # ---- projects --------------------------------------------------------------------------------
+    def filter_queryset(self, queryset):
+        # Building a FilterSet costs more than the query itself; without filter parameters skip it.
+        if not any(name in self.request.query_params for name in ProjectFilterSet.base_filters):
+            return queryset
+        return super().filter_queryset(queryset)
+
     def list(self, request):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
@@ -146,7 +154,10 @@ class ProjectViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>[0-9a-f-]{36})")
     def member_detail(self, request, pk=None, user_id=None):
         project = self._project(for_write=True)
-        user = User.objects.filter(pk=user_id).first()
+        try:
+            user = User.objects.filter(pk=uuid.UUID(user_id)).first()
+        except ValueError:
+            user = None
         if user is None or not project.memberships.filter(user=user).exists():
             raise NotFound("Member not found")
         services.project_member_remove(project=project, user=user)
