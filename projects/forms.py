@@ -63,5 +63,6 @@ class UploadForm(forms.Form):
 
 
 class MemberForm(forms.Form):
-    username = forms.CharField(max_length=150)
-    access = forms.ChoiceField(choices=MemberAccess.choices)
+    username = forms.CharField(max_length=150, widget=forms.TextInput(
+        attrs={"placeholder": "Username", "aria-label": "Username of the new member"}))
+    access = forms.ChoiceField(choices=MemberAccess.choices, widget=forms.Select(attrs={"aria-label": "Access"}))

@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
@@ -52,6 +53,11 @@ def exception_handler(exc, context):
     if isinstance(exc, (InvalidToken, TokenError)):
         return _build("AUTHENTICATION_FAILED", "Token is invalid, expired or revoked", {}, 401,
                       {"WWW-Authenticate": 'Bearer realm="api"'})
+
+    if isinstance(exc, RequestDataTooBig):
+        return _build("PAYLOAD_TOO_LARGE", "The request body is larger than this endpoint accepts", {}, 413)
+    if isinstance(exc, SuspiciousOperation):
+        return _build("VALIDATION_ERROR", "The request was refused as malformed", {}, 400)
 
     if isinstance(exc, Http404):
         exc = drf.NotFound()

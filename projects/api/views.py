@@ -1,5 +1,6 @@
 import uuid
 
+from django.conf import settings
 from django.http import FileResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
@@ -10,13 +11,26 @@ from rest_framework.response import Response
 from accounts.models import User
 from core.api.permissions import RequiresPermission
 from core.api.throttles import GeneralRateThrottle, UploadRateThrottle
-from core.exceptions import NotFound
+from core.exceptions import ApplicationError, NotFound
 from projects import selectors, services
 from projects.api import serializers as s
 from projects.filters import ProjectFilterSet
 from projects.models import Project
 
 READ, WRITE = "read:projects", "write:projects"
+# Room for the multipart boundaries and headers around the archive itself.
+UPLOAD_ENVELOPE_ALLOWANCE = 64 * 1024
+
+
+def _refuse_oversized_body(request, limit: int) -> None:
+    """Answer 413 from the declared length, before a byte of an oversized body is read."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise ApplicationError("PAYLOAD_TOO_LARGE", f"The upload is {declared} bytes; at most {limit} are accepted",
+                               details={"field": "file", "reason": "too_large", "limit": limit})
 
 
 def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
@@ -102,6 +116,7 @@ class ProjectViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def upload(self, request, pk=None):
         project = self._project(for_write=True)
+        _refuse_oversized_body(request, settings.UPLOAD_MAX_ARCHIVE_BYTES + UPLOAD_ENVELOPE_ALLOWANCE)
         data = s.ProjectUploadInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = services.project_upload(project=project, uploaded_by=request.user, file=data.validated_data["file"])
