@@ -12,6 +12,7 @@ _docs_csp = csp_update({"style-src": ["'self'", "'unsafe-inline'"], "worker-src"
 api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("projects.api.urls")),
+    path("", include("training.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", _docs_csp(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"),
     path("redoc/", _docs_csp(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
@@ -24,6 +25,7 @@ urlpatterns = [
     path("metrics", exports.ExportToDjangoView, name="prometheus-metrics"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
+    path("", include("training.urls")),
     path("", include("projects.urls")),
 ]
 

@@ -6,10 +6,13 @@ Subscribe with seed 001's ``{"action": "subscribe", "events": [...], "filters": 
 works) and their data matches every filter.
 """
 
+import asyncio
 import re
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
 
 from core.api.envelope import now_iso
 from core.realtime import STAFF_GROUP, user_group
@@ -65,11 +68,16 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         self.seen: list[str] = []
+        self.poller = None
         await self.accept()
+        if settings.EVENT_POLL_SECONDS > 0:
+            self.poller = asyncio.ensure_future(self._poll_stored_events(timezone.now()))
         await self.send_json({"event": "connection.established", "timestamp": now_iso(),
                               "data": {"user_id": str(user.pk)}})
 
     async def disconnect(self, code):
+        if getattr(self, "poller", None) is not None:
+            self.poller.cancel()
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
 
@@ -126,6 +134,21 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"event": "error", "timestamp": now_iso(),
                               "data": {"code": "VALIDATION_ERROR", "message": message}})
 
+    async def _poll_stored_events(self, since):
+        """Deliver events stored by other processes (a Celery worker) when the channel layer is
+        in-process memory and cannot carry them: the database is the source of truth."""
+        groups = set(self.groups_joined)
+        while True:
+            await asyncio.sleep(settings.EVENT_POLL_SECONDS)
+            rows = await database_sync_to_async(_events_since)(since)
+            for row in rows:
+                since = max(since, row.created_at)
+                if groups.intersection(row.groups):
+                    await self.pollen_event({
+                        "id": str(row.id), "event": row.event, "data": row.data,
+                        "timestamp": row.created_at.isoformat().replace("+00:00", "Z"),
+                    })
+
     async def pollen_event(self, message):
         # A staff user is in both its own group and the staff group: deliver each event once.
         if message["id"] in self.seen:
@@ -136,3 +159,9 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
         if not data_matches(self.filters, message["data"]):
             return
         await self.send_json({"event": message["event"], "timestamp": message["timestamp"], "data": message["data"]})
+
+
+def _events_since(since):
+    from core.models import Event
+
+    return list(Event.objects.filter(created_at__gte=since).order_by("created_at")[:500])

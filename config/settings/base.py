@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "core",
     "accounts",
     "projects",
+    "training",
 ]
 
 MIDDLEWARE = [
@@ -242,5 +243,9 @@ UPLOAD_MAX_COMPRESSION_RATIO = env.int("UPLOAD_MAX_COMPRESSION_RATIO", default=1
 
 # Services whose failure makes /health answer 503.
 HEALTH_REQUIRED_SERVICES = env.list("HEALTH_REQUIRED_SERVICES", default=["database", "cache", "storage"])
+# Training: a running execution's worker stamps a heartbeat this often; a run silent for longer
+# than the timeout is failed by the reaper (and can be resumed from its last checkpoint).
+TRAINING_HEARTBEAT_SECONDS = env.int("TRAINING_HEARTBEAT_SECONDS", default=5)
+TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", default=60)
 POLLEN_VERSION = "0.1.0"
 POLLEN_ENVIRONMENT = POLLEN_ENV

@@ -33,6 +33,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.tokens_flush_expired",
         "schedule": crontab(minute=17, hour="*/6"),
     },
+    "training-reap-executions": {
+        "task": "training.tasks.executions_reap",
+        "schedule": 30.0,
+    },
     "core-prune-events": {
         "task": "core.tasks.events_prune",
         "schedule": crontab(minute=42, hour=3),

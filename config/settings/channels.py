@@ -13,3 +13,8 @@ if _redis_url:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# With the in-memory layer, events written by another process (the Celery worker running a
+# training) never reach this process's sockets; consumers then also read new stored events this
+# often. With Redis the layer carries them and polling is off.
+EVENT_POLL_SECONDS = env.float("EVENT_POLL_SECONDS", default=0.0 if _redis_url else 1.0)

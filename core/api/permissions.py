@@ -24,7 +24,8 @@ class RequiresPermission(BasePermission):
     """Checks the permission string a view names for the current action.
 
     Views declare ``required_permissions = {"list": "read:projects", "create": "write:projects"}``
-    (keys are ``action:method``, viewset actions or HTTP methods; ``"*"`` is the fallback).
+    (keys are ``action:method``, viewset actions or HTTP methods; ``"*"`` is the fallback). A value
+    may be a tuple of strings, any one of which suffices: ``("read:projects", "execution:read")``.
     """
 
     message = "Insufficient permissions"
@@ -35,13 +36,15 @@ class RequiresPermission(BasePermission):
         required = required_permission(request, view)
         if required is None:
             return True
-        if has_permission(request_permissions(request), required):
+        options = (required,) if isinstance(required, str) else tuple(required)
+        granted = request_permissions(request)
+        if any(has_permission(granted, option) for option in options):
             return True
-        self.message = f"This action needs the permission {required!r}"
+        self.message = "This action needs the permission " + " or ".join(repr(o) for o in options)
         return False
 
 
-def required_permission(request, view) -> str | None:
+def required_permission(request, view) -> str | tuple[str, ...] | None:
     mapping = getattr(view, "required_permissions", None) or {}
     action = getattr(view, "action", None)
     method = request.method.lower()

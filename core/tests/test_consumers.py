@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import services as account_services
+from core.models import Event
 from accounts.tests.fixtures import UserFactory, access_token_for
 from config.asgi import application
 from projects import services as project_services
@@ -359,3 +360,28 @@ def test_too_many_patterns_are_refused():
         return error
 
     assert _run(scenario)["event"] == "error"
+
+
+def test_events_stored_by_another_process_reach_the_socket(settings):
+    """A Celery worker's events never pass through this process's in-memory layer; the consumer
+    reads them from the database (written here directly, as the worker's process would)."""
+    settings.EVENT_POLL_SECONDS = 0.2
+    user, other = UserFactory(), UserFactory()
+    token = access_token_for(user)
+
+    async def scenario():
+        communicator, _ = await _open(f"/api/v1/ws/?token={token}")
+        await communicator.send_json_to({"action": "subscribe", "events": ["round.*"]})
+        await communicator.receive_json_from(timeout=3)
+        await database_sync_to_async(Event.objects.create)(
+            event="round.completed", data={"round": 1, "execution_id": "x"}, groups=[f"user.{other.pk}", "staff"])
+        await database_sync_to_async(Event.objects.create)(
+            event="round.completed", data={"round": 2, "execution_id": "x"}, groups=[f"user.{user.pk}", "staff"])
+        message = await communicator.receive_json_from(timeout=3)
+        nothing_else = await communicator.receive_nothing(timeout=0.6)
+        await communicator.disconnect()
+        return message, nothing_else
+
+    message, nothing_else = _run(scenario)
+    assert message["event"] == "round.completed" and message["data"]["round"] == 2
+    assert nothing_else  # the other user's event, and no duplicate of this one

@@ -1,0 +1,384 @@
+"""The training API: seed 001/004 executions, rounds and logs under ``/fl/``, and seed 000's
+training jobs under ``/training/`` (the same executions in seed 000's shapes).
+
+Views are thin: they check input, fetch through ``training.selectors`` (which apply project
+visibility: someone else's execution is 404 ``FL001``) and change state through
+``training.services`` (which own transitions: an impossible one is 409).
+"""
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from core.api.permissions import RequiresPermission
+from core.api.throttles import GeneralRateThrottle, TrainingRateThrottle
+from core.exceptions import NotFound, ValidationFailed
+from projects import selectors as project_selectors
+from training import selectors, services
+from training.api import serializers as s
+from training.choices import ExecutionStatus
+from training.filters import ExecutionFilterSet, ExecutionLogFilterSet, has_filter_parameters
+from training.models import Execution, ExecutionLog, Round, RoundClient
+
+# Either the seed 000 string or the seed 004 one (``ml_engineer`` holds ``execution:*``).
+READ = ("read:projects", "execution:read")
+START = ("start:training", "execution:create")
+CONTROL = ("start:training", "execution:update")
+# Operators and analysts hold ``log:read`` / ``metric:read`` (seed 004) without reading projects.
+LOG_READ = (*READ, "log:read")
+METRICS_READ = (*READ, "view:metrics", "metric:read")
+
+EXECUTION_ID = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Execution id")
+ROUND_NUMBER = OpenApiParameter("number", OpenApiTypes.INT, OpenApiParameter.PATH, description="Round number")
+ROUND_ID = OpenApiParameter("round_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Round id")
+JOB_ID = OpenApiParameter("job_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Job (execution) id")
+TRAINING_ID = OpenApiParameter("training_id", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                               description="Execution id")
+CHECKSUM_HEADER = OpenApiParameter("X-Checksum-SHA256", OpenApiTypes.STR, OpenApiParameter.HEADER, response=[200],
+                                   description="SHA-256 of the file, hex")
+ACCEPTED = "Accepted: a worker acts on it (202)"
+_ERROR = {"$ref": "#/components/schemas/ErrorEnvelope"}
+CONFLICT = {409: OpenApiResponse(_ERROR, description="Not possible in the execution's status (RESOURCE_CONFLICT)")}
+UNPROCESSABLE = {422: OpenApiResponse(_ERROR, description="A parameter cannot be used; details.field names it "
+                                                          "(VALIDATION_ERROR, FL002, FL006)")}
+STOP_RESPONSES = {200: s.ExecutionSerializer, 202: OpenApiResponse(s.ExecutionSerializer, description=ACCEPTED),
+                  **CONFLICT, **UNPROCESSABLE}
+
+
+def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
+    response = Response(data, status=status_code)
+    response.message = message
+    return response
+
+
+def _stop_status(execution: Execution) -> int:
+    """200 when the execution stopped at once, 202 when its worker has yet to stop it."""
+    return status.HTTP_200_OK if execution.status == ExecutionStatus.STOPPED else status.HTTP_202_ACCEPTED
+
+
+class _TrainingViewSet(viewsets.GenericViewSet):
+    permission_classes = [RequiresPermission]
+    training_actions: tuple[str, ...] = ()
+
+    def get_throttles(self):
+        if self.action in self.training_actions:
+            return [TrainingRateThrottle(), GeneralRateThrottle()]
+        return super().get_throttles()
+
+    def filter_queryset(self, queryset):
+        filterset_class = getattr(self, "filterset_class", None)
+        if filterset_class is None or not has_filter_parameters(filterset_class, self.request.query_params):
+            return queryset
+        return super().filter_queryset(queryset)
+
+    def _page(self, queryset, serializer_class):
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(serializer_class(page, many=True).data)
+
+    def _execution(self, execution_id, *, for_write: bool = False) -> Execution:
+        return selectors.execution_get(user=self.request.user, execution_id=execution_id, for_write=for_write)
+
+    def _start(self, request) -> Execution:
+        data = s.validated_input(s.ExecutionStartInputSerializer, request.data)
+        project = project_selectors.project_get(user=request.user, project_id=data["project_id"], for_write=True)
+        execution = services.execution_start(project=project, user=request.user, config=data["config"],
+                                             name=data.get("name", ""), algorithm=data.get("algorithm"),
+                                             strategy_params=data.get("strategy_params"))
+        # Where Celery runs eagerly the run may be over already: answer with what is true now.
+        return self._execution(execution.pk)
+
+    def _stop(self, execution: Execution, data: dict) -> Execution:
+        execution = services.execution_stop(execution=execution, reason=data.get("reason", ""),
+                                            save_checkpoint=data.get("save_checkpoint", True))
+        return self._execution(execution.pk)
+
+
+# ---- /fl/executions --------------------------------------------------------------------------------
+
+class ExecutionViewSet(_TrainingViewSet):
+    """seed 001 Training Execution Management and Training Rounds; seed 004 Federated Learning
+    Executions and their logs."""
+
+    serializer_class = s.ExecutionSerializer
+    filterset_class = ExecutionFilterSet
+    lookup_value_regex = "[^/]+"
+    training_actions = ("create", "resume")
+    required_permissions = {
+        "list": READ, "retrieve": READ, "rounds": READ, "round_detail": READ, "round_metrics": METRICS_READ,
+        "round_checkpoint": READ, "round_clients": READ, "round_by_id": READ, "round_by_id_clients": READ,
+        "metrics": METRICS_READ, "logs": LOG_READ,
+        "create": START,
+        "update": CONTROL, "partial_update": CONTROL, "destroy": CONTROL, "change_status": CONTROL,
+        "stop": CONTROL, "suspend": CONTROL, "resume": CONTROL,
+    }
+    # The model each action lists, for the schema (its filters and path parameter types).
+    _action_models = {"logs": ExecutionLog, "rounds": Round, "round_clients": RoundClient,
+                      "round_by_id_clients": RoundClient}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self._action_models.get(self.action, Execution).objects.none()
+        return selectors.execution_list(user=self.request.user)
+
+    def perform_content_negotiation(self, request, force=False):
+        # A checkpoint is answered as a file whatever the client says it accepts.
+        return super().perform_content_negotiation(request, force=force or self.action == "round_checkpoint")
+
+    # ---- executions ------------------------------------------------------------------------------
+    @extend_schema(responses={200: s.ExecutionSerializer(many=True)})
+    def list(self, request):
+        return self._page(self.filter_queryset(self.get_queryset()), s.ExecutionSerializer)
+
+    @extend_schema(request=s.ExecutionStartInputSerializer,
+                   responses={202: OpenApiResponse(s.ExecutionSerializer, description=ACCEPTED), **UNPROCESSABLE})
+    def create(self, request):
+        execution = self._start(request)
+        return _respond(s.ExecutionSerializer(execution).data, message="Training execution queued",
+                        status_code=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[EXECUTION_ID])
+    def retrieve(self, request, pk=None):
+        return _respond(s.ExecutionSerializer(self._execution(pk)).data, message="Training execution")
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionUpdateInputSerializer,
+                   responses={200: s.ExecutionSerializer, **UNPROCESSABLE})
+    def update(self, request, pk=None):
+        return self._rename(request, pk)
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionUpdateInputSerializer,
+                   responses={200: s.ExecutionSerializer, **UNPROCESSABLE})
+    def partial_update(self, request, pk=None):
+        return self._rename(request, pk)
+
+    def _rename(self, request, pk):
+        execution = self._execution(pk, for_write=True)
+        data = s.validated_input(s.ExecutionUpdateInputSerializer, request.data)
+        execution = services.execution_update(execution=execution, name=data["name"])
+        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution updated")
+
+    @extend_schema(parameters=[EXECUTION_ID], request=None, responses=STOP_RESPONSES,
+                   summary="Cancel (stop) an execution",
+                   description="seed 004 ``DELETE`` cancels: the record and its rounds stay. 200 when it stopped "
+                               "at once (it was pending or suspended), 202 when its worker stops it after the "
+                               "current round.")
+    def destroy(self, request, pk=None):
+        execution = self._stop(self._execution(pk, for_write=True), {"reason": "cancelled"})
+        return _respond(s.ExecutionSerializer(execution).data, message="Training execution cancelled",
+                        status_code=_stop_status(execution))
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionStatusInputSerializer, responses=STOP_RESPONSES,
+                   summary="Change an execution's status",
+                   description="``stopped`` stops, ``suspended`` pauses between rounds, ``running`` resumes a "
+                               "suspended, stopped or failed execution (with ``from_round``/``adjust_config``).")
+    @action(detail=True, methods=["patch"], url_path="status")
+    def change_status(self, request, pk=None):
+        execution = self._execution(pk, for_write=True)
+        data = s.validated_input(s.ExecutionStatusInputSerializer, request.data)
+        wanted = data["status"]
+        if wanted == ExecutionStatus.STOPPED:
+            execution = self._stop(execution, data)
+            return _respond(s.ExecutionSerializer(execution).data, message="Stop requested",
+                            status_code=_stop_status(execution))
+        if wanted == ExecutionStatus.SUSPENDED:
+            execution = services.execution_suspend(execution=execution, reason=data.get("reason", ""))
+            message = "Suspend requested"
+        else:
+            execution = services.execution_resume(execution=execution, from_round=data.get("from_round"),
+                                                  adjust_config=data.get("adjust_config"))
+            message = "Training execution resumed"
+        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message=message,
+                        status_code=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionStopInputSerializer, responses=STOP_RESPONSES,
+                   description="A pending or suspended execution stops at once (200); a running one stops after "
+                               "its current round, saving that round's checkpoint unless ``saveCheckpoint`` is "
+                               "false (202).")
+    @action(detail=True, methods=["post"])
+    def stop(self, request, pk=None):
+        execution = self._execution(pk, for_write=True)
+        execution = self._stop(execution, s.validated_input(s.ExecutionStopInputSerializer, request.data))
+        return _respond(s.ExecutionSerializer(execution).data, message="Stop requested",
+                        status_code=_stop_status(execution))
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionSuspendInputSerializer,
+                   responses={202: OpenApiResponse(s.ExecutionSerializer, description=ACCEPTED), **CONFLICT,
+                              **UNPROCESSABLE},
+                   description="A running execution pauses after its current round; resume continues it.")
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, pk=None):
+        execution = self._execution(pk, for_write=True)
+        data = s.validated_input(s.ExecutionSuspendInputSerializer, request.data)
+        execution = services.execution_suspend(execution=execution, reason=data.get("reason", ""))
+        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Suspend requested",
+                        status_code=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionResumeInputSerializer,
+                   responses={202: OpenApiResponse(s.ExecutionSerializer, description=ACCEPTED), **CONFLICT,
+                              **UNPROCESSABLE},
+                   description="Queues a suspended, stopped or failed execution again, continuing from the "
+                               "checkpoint of ``fromRound`` (default: the last one), with ``adjustConfig`` "
+                               "changes (e.g. more ``rounds``).")
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        execution = self._execution(pk, for_write=True)
+        data = s.validated_input(s.ExecutionResumeInputSerializer, request.data)
+        execution = services.execution_resume(execution=execution, from_round=data.get("from_round"),
+                                              adjust_config=data.get("adjust_config"))
+        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution "
+                        "resumed", status_code=status.HTTP_202_ACCEPTED)
+
+    # ---- rounds ----------------------------------------------------------------------------------
+    @extend_schema(parameters=[EXECUTION_ID], responses={200: s.RoundSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def rounds(self, request, pk=None):
+        return self._page(selectors.execution_rounds(execution=self._execution(pk)), s.RoundSerializer)
+
+    @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER], responses={200: s.RoundSerializer})
+    @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)", filterset_class=None)
+    def round_detail(self, request, pk=None, number=None):
+        round_obj = selectors.execution_round_get(execution=self._execution(pk), number=number)
+        return _respond(s.RoundSerializer(round_obj).data, message="Training round")
+
+    @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER], responses={200: s.RoundMetricsDetailSerializer})
+    @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)/metrics", filterset_class=None)
+    def round_metrics(self, request, pk=None, number=None):
+        round_obj = selectors.execution_round_get(execution=self._execution(pk), number=number)
+        clients = selectors.round_clients(round_obj=round_obj)
+        return _respond(s.RoundMetricsDetailSerializer.build(round_obj, clients), message="Round metrics")
+
+    @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER, CHECKSUM_HEADER], responses={
+        (200, "application/octet-stream"): OpenApiResponse(
+            OpenApiTypes.BINARY, description="The aggregated model of the round as a NumPy .npz "
+                                             "(arrays arr_0, arr_1, ...); header X-Checksum-SHA256")})
+    @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)/checkpoint", filterset_class=None,
+            url_name="round-checkpoint")
+    def round_checkpoint(self, request, pk=None, number=None):
+        execution = self._execution(pk)
+        round_obj = selectors.execution_round_get(execution=execution, number=number)
+        if not round_obj.checkpoint or not round_obj.checkpoint.storage.exists(round_obj.checkpoint.name):
+            raise NotFound(f"Round {round_obj.number} of this execution has no checkpoint")
+        response = FileResponse(round_obj.checkpoint.open("rb"), as_attachment=True,
+                                filename=f"{execution.pk}-round-{round_obj.number:04d}.npz",
+                                content_type="application/octet-stream")
+        response["X-Checksum-SHA256"] = round_obj.checkpoint_checksum
+        return response
+
+    @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER], responses={200: s.RoundClientSerializer(many=True)})
+    @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)/clients", filterset_class=None)
+    def round_clients(self, request, pk=None, number=None):
+        round_obj = selectors.execution_round_get(execution=self._execution(pk), number=number)
+        return self._page(selectors.round_clients(round_obj=round_obj), s.RoundClientSerializer)
+
+    @extend_schema(parameters=[ROUND_ID], responses={200: s.RoundSerializer}, summary="Round by id (seed 004)",
+                   operation_id="fl_executions_rounds_by_id_retrieve")
+    @action(detail=False, methods=["get"], url_path=r"rounds/(?P<round_id>[0-9]+)", filterset_class=None)
+    def round_by_id(self, request, round_id=None):
+        round_obj = selectors.round_get_by_id(user=request.user, round_id=round_id)
+        return _respond(s.RoundSerializer(round_obj).data, message="Training round")
+
+    @extend_schema(parameters=[ROUND_ID], responses={200: s.RoundClientSerializer(many=True)},
+                   summary="Participating clients of a round by id (seed 004)",
+                   operation_id="fl_executions_rounds_by_id_clients_list")
+    @action(detail=False, methods=["get"], url_path=r"rounds/(?P<round_id>[0-9]+)/clients", filterset_class=None)
+    def round_by_id_clients(self, request, round_id=None):
+        round_obj = selectors.round_get_by_id(user=request.user, round_id=round_id)
+        return self._page(selectors.round_clients(round_obj=round_obj), s.RoundClientSerializer)
+
+    # ---- metrics and logs ------------------------------------------------------------------------
+    @extend_schema(parameters=[EXECUTION_ID], responses={200: s.ExecutionMetricsSerializer})
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def metrics(self, request, pk=None):
+        execution = self._execution(pk)
+        rounds = selectors.execution_rounds(execution=execution)
+        return _respond(s.ExecutionMetricsSerializer.build(execution, rounds), message="Execution metrics")
+
+    @extend_schema(parameters=[EXECUTION_ID], responses={200: s.ExecutionLogSerializer(many=True)})
+    @action(detail=True, methods=["get"], filterset_class=ExecutionLogFilterSet)
+    def logs(self, request, pk=None):
+        logs = selectors.execution_logs(execution=self._execution(pk))
+        return self._page(self.filter_queryset(logs), s.ExecutionLogSerializer)
+
+
+# ---- /fl/logs --------------------------------------------------------------------------------------
+
+class ExecutionLogViewSet(_TrainingViewSet):
+    """seed 004 Training Logs: the log entries of every execution the caller can see."""
+
+    serializer_class = s.ExecutionLogSerializer
+    filterset_class = ExecutionLogFilterSet
+    required_permissions = {"list": LOG_READ, "search": LOG_READ, "by_training": LOG_READ}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ExecutionLog.objects.none()
+        return selectors.log_list(user=self.request.user)
+
+    @extend_schema(responses={200: s.ExecutionLogSerializer(many=True)})
+    def list(self, request):
+        return self._page(self.filter_queryset(self.get_queryset()), s.ExecutionLogSerializer)
+
+    @extend_schema(responses={200: s.ExecutionLogSerializer(many=True), **UNPROCESSABLE},
+                   description="``q`` (required) matches the message; the other filters apply too.")
+    @action(detail=False, methods=["get"])
+    def search(self, request):
+        if not (request.query_params.get("q") or request.query_params.get("search") or "").strip():
+            raise ValidationFailed("q: give the text to search for", field="q", http_status=422)
+        return self._page(self.filter_queryset(self.get_queryset()), s.ExecutionLogSerializer)
+
+    @extend_schema(parameters=[TRAINING_ID], responses={200: s.ExecutionLogSerializer(many=True)},
+                   summary="Logs of one training (seed 004)")
+    @action(detail=False, methods=["get"], url_path=r"by-training/(?P<training_id>[^/]+)")
+    def by_training(self, request, training_id=None):
+        logs = selectors.execution_logs(execution=self._execution(training_id))
+        return self._page(self.filter_queryset(logs), s.ExecutionLogSerializer)
+
+
+# ---- /training (seed 000) --------------------------------------------------------------------------
+
+class TrainingJobViewSet(_TrainingViewSet):
+    """seed 000 Training Management: executions as "training jobs", in seed 000's shapes."""
+
+    serializer_class = s.TrainingJobSerializer
+    pagination_class = None
+    filter_backends = []
+    training_actions = ("start",)
+    required_permissions = {"start": START, "job": READ, "stop": CONTROL}
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Execution.objects.none()
+        return selectors.execution_list(user=self.request.user)
+
+    @extend_schema(request=s.ExecutionStartInputSerializer,
+                   responses={202: OpenApiResponse(s.TrainingJobStartSerializer, description=ACCEPTED),
+                              **UNPROCESSABLE},
+                   summary="Start a federated training job")
+    @action(detail=False, methods=["post"])
+    def start(self, request):
+        execution = self._start(request)
+        return _respond(s.TrainingJobStartSerializer(execution).data, message="Training job queued",
+                        status_code=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(parameters=[JOB_ID], responses={200: s.TrainingJobSerializer},
+                   summary="Training job status and metrics")
+    @action(detail=False, methods=["get"], url_path=r"jobs/(?P<job_id>[^/]+)")
+    def job(self, request, job_id=None):
+        execution = self._execution(job_id)
+        eta = selectors.execution_estimated_completion(execution=execution)
+        return _respond(s.TrainingJobSerializer(execution, context={"estimated_completion": eta}).data,
+                        message="Training job")
+
+    @extend_schema(parameters=[JOB_ID], request=s.ExecutionStopInputSerializer,
+                   responses={200: s.TrainingJobStopSerializer,
+                              202: OpenApiResponse(s.TrainingJobStopSerializer, description=ACCEPTED), **CONFLICT,
+                              **UNPROCESSABLE},
+                   summary="Stop a training job")
+    @action(detail=False, methods=["post"], url_path=r"stop/(?P<job_id>[^/]+)")
+    def stop(self, request, job_id=None):
+        execution = self._execution(job_id, for_write=True)
+        execution = self._stop(execution, s.validated_input(s.ExecutionStopInputSerializer, request.data))
+        return _respond(s.TrainingJobStopSerializer(execution).data, message="Training job stop requested",
+                        status_code=_stop_status(execution))

@@ -1,0 +1,148 @@
+"""Training parameters: one parser for every front door (seed 000 ``config``, seed 001/004 bodies).
+
+Accepts seed 000's snake_case and seed 001's camelCase names, fills defaults, checks types and
+ranges, and answers 422 ``VALIDATION_ERROR`` naming the field for anything it cannot use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.exceptions import ValidationFailed
+from training.engine.strategies import StrategyConfigError, resolve, validate_params
+
+ALIASES = {
+    "numRounds": "rounds", "num_rounds": "rounds", "totalRounds": "rounds",
+    "numClients": "clients", "num_clients": "clients",
+    "minClients": "min_clients", "modelType": "model_type", "learningRate": "learning_rate",
+    "batchSize": "batch_size", "localEpochs": "local_epochs", "epochs": "local_epochs",
+    "fractionFit": "fraction_fit", "fraction": "fraction_fit", "fractionEvaluate": "fraction_evaluate",
+    "strategyParams": "strategy_params", "partitionMethod": "partition", "targetColumn": "target_column",
+}
+
+# Image benchmarks that need a download; the bundled 10-class image set stands in for them.
+IMAGE_STAND_INS = {"mnist", "fashion_mnist", "fashion-mnist", "emnist", "cifar10", "cifar-10", "kmnist"}
+STAND_IN_DATASET = "digits"
+
+FIELDS: dict[str, tuple[type, Any, float | None, float | None]] = {
+    # name: (type, default, minimum, maximum)
+    "rounds": (int, 5, 1, 1000),
+    "clients": (int, 5, 1, 100),
+    "min_clients": (int, None, 1, 100),
+    "local_epochs": (int, 1, 1, 100),
+    "batch_size": (int, 32, 1, 4096),
+    "learning_rate": (float, 0.1, 1e-6, 10.0),
+    "fraction_fit": (float, 1.0, 0.0, 1.0),
+    "fraction_evaluate": (float, 1.0, 0.0, 1.0),
+    "alpha": (float, 0.5, 1e-3, 1000.0),
+    "seed": (int, 0, 0, 2**31 - 1),
+    "target_accuracy": (float, None, 0.0, 1.0),
+}
+PARTITIONS = ("iid", "dirichlet", "shards")
+
+
+def _fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(message, details={"field": field, "reason": message}, http_status=422)
+
+
+def _number(field: str, value: Any, kind: type, lo, hi):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(field, f"{field} must be a number")
+    if kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise _fail(field, f"{field} must be a whole number")
+        value = int(value)
+    else:
+        value = float(value)
+    if lo is not None and value < lo:
+        raise _fail(field, f"{field} must be at least {lo}")
+    if hi is not None and value > hi:
+        raise _fail(field, f"{field} must be at most {hi}")
+    return value
+
+
+def parse_training_config(raw: dict | None, *, project_configuration: dict | None = None,
+                          algorithm: str | None = None, strategy_params: dict | None = None) -> dict:
+    """A complete, checked config dict. Keys: the FIELDS above plus model_type, dataset, partition,
+    algorithm, strategy_params, model_params, target_column and ``substitutions`` (what stood in
+    for what the caller asked)."""
+    from training.engine.datasets import BUILTIN_DATASETS
+    from training.engine.models import SUPPORTED_MODELS
+
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise _fail("config", "config must be a JSON object")
+    data = {ALIASES.get(k, k): v for k, v in raw.items()}
+    project_configuration = project_configuration or {}
+    out: dict[str, Any] = {"substitutions": []}
+
+    for field, (kind, default, lo, hi) in FIELDS.items():
+        value = data.get(field, default)
+        out[field] = None if value is None else _number(field, value, kind, lo, hi)
+    if out["min_clients"] is None:
+        out["min_clients"] = min(2, out["clients"]) if out["clients"] > 1 else 1
+    if out["min_clients"] > out["clients"]:
+        from core.exceptions import ApplicationError
+
+        raise ApplicationError("FL002", f"min_clients ({out['min_clients']}) is more than the {out['clients']} "
+                               "nodes of this federation", details={"field": "min_clients"})
+
+    model_type = data.get("model_type") or project_configuration.get("model_type") or "logistic"
+    if not isinstance(model_type, str) or model_type not in SUPPORTED_MODELS:
+        raise _fail("model_type", f"model_type must be one of {sorted(SUPPORTED_MODELS)}")
+    out["model_type"] = model_type
+
+    dataset = data.get("dataset")
+    if dataset is None:
+        dataset = project_configuration.get("dataset")
+        if isinstance(dataset, str) and dataset.lower() in IMAGE_STAND_INS:
+            out["substitutions"].append(
+                f"dataset {dataset!r} needs a download; the bundled image set {STAND_IN_DATASET!r} is used")
+            dataset = STAND_IN_DATASET
+        dataset = dataset or ("diabetes" if model_type == "linear" else "digits")
+    elif isinstance(dataset, str) and dataset.lower() in IMAGE_STAND_INS:
+        raise _fail("dataset", f"dataset {dataset!r} cannot be downloaded here; bundled: {sorted(BUILTIN_DATASETS)}")
+    if not isinstance(dataset, str) or (dataset not in BUILTIN_DATASETS and dataset != "csv"):
+        raise _fail("dataset", f"dataset must be one of {sorted(BUILTIN_DATASETS)}")
+    out["dataset"] = dataset
+    if dataset != "csv":
+        _check_pairing(model_type, dataset, BUILTIN_DATASETS[dataset])
+
+    partition = data.get("partition", "iid")
+    if partition not in PARTITIONS:
+        raise _fail("partition", f"partition must be one of {list(PARTITIONS)}")
+    out["partition"] = partition
+
+    model_params = data.get("model_params", {})
+    if not isinstance(model_params, dict):
+        raise _fail("model_params", "model_params must be an object")
+    out["model_params"] = model_params
+
+    name = algorithm or data.get("algorithm") or data.get("strategy") or "fedavg"
+    params = dict(strategy_params if strategy_params is not None else data.get("strategy_params") or {})
+    if not isinstance(params, dict):
+        raise _fail("strategy_params", "strategy_params must be an object")
+    try:
+        out["algorithm"] = resolve(str(name))
+        params.setdefault("fraction_train", out["fraction_fit"])
+        params.setdefault("fraction_evaluate", out["fraction_evaluate"])
+        out["strategy_params"] = validate_params(out["algorithm"], params)
+    except StrategyConfigError as exc:
+        raise _fail(exc.field, str(exc))
+    return out
+
+
+# Which kind of data each model can learn from; checked before a run rather than failing in it.
+MODEL_TASKS = {"logistic": {"classification"}, "mlp": {"classification"}, "cnn": {"classification"},
+               "linear": {"regression"}, "kmeans": {"classification", "regression"}}
+IMAGE_DATASETS = {"digits"}
+
+
+def _check_pairing(model_type: str, dataset: str, task: str) -> None:
+    if task not in MODEL_TASKS.get(model_type, {task}):
+        fits = sorted(m for m, tasks in MODEL_TASKS.items() if task in tasks)
+        raise _fail("model_type", f"model_type {model_type!r} cannot learn the {task} dataset {dataset!r}; "
+                                  f"for it use one of {fits}")
+    if model_type == "cnn" and dataset not in IMAGE_DATASETS:
+        raise _fail("dataset", f"the cnn model needs an image dataset: {sorted(IMAGE_DATASETS)}")

@@ -1,0 +1,239 @@
+"""An in-process Flower ``Grid``: the embedded federation.
+
+Flower's ServerApp drives rounds through a ``Grid`` (send messages to nodes, receive replies).
+This Grid hands each message to the ClientApp in the same process, one simulated node after
+another, each with its own ``Context`` (node config with its partition, persistent state). Messages
+are deep-copied both ways so that no node sees another's objects, as over a network.
+
+Flower keeps the sender's identity in the process-global ``TaskIdentity``; a worker process runs
+one execution at a time, so setting it per run is safe there.
+
+The Grid also reports what it sees to an observer (Pollen's round records, events, control
+checks): this works for Pollen's own apps and for uploaded Flower apps alike, because the Grid is
+the one interface both must use.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from flwr.app import ArrayRecord, Context, Error, Message, RecordDict
+from flwr.common.constant import SUPERLINK_NODE_ID
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+CLIENT_ERROR_CODE = 0
+
+
+class ExecutionInterrupted(Exception):
+    """Raised between rounds when the execution was asked to stop or suspend."""
+
+    def __init__(self, action: str, completed_round: int):
+        self.action = action
+        self.completed_round = completed_round
+        super().__init__(f"{action} requested after round {completed_round}")
+
+
+@dataclass
+class ClientResult:
+    node_id: int
+    partition_id: int | None
+    phase: str
+    num_examples: int = 0
+    metrics: dict = field(default_factory=dict)
+    duration_ms: float = 0.0
+    bytes_down: int = 0
+    bytes_up: int = 0
+    error: str = ""
+
+
+class RunObserver(Protocol):
+    def before_round(self, round_number: int) -> None: ...
+    def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None: ...
+    def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None: ...
+    def on_round_end(self, round_number: int) -> None: ...
+
+
+class NullObserver:
+    def before_round(self, round_number):
+        pass
+
+    def on_replies(self, round_number, phase, results):
+        pass
+
+    def on_global_arrays(self, round_number, arrays):
+        pass
+
+    def on_round_end(self, round_number):
+        pass
+
+
+def content_bytes(content: RecordDict | None) -> int:
+    if content is None:
+        return 0
+    total = 0
+    for record in content.values():
+        counter = getattr(record, "count_bytes", None)
+        if counter is not None:
+            total += counter()
+    return total
+
+
+def _metrics(content: RecordDict | None) -> dict:
+    if content is None:
+        return {}
+    out: dict = {}
+    for record in content.metric_records.values():
+        for key, value in record.items():
+            if isinstance(value, (int, float)):
+                out[key] = value
+            elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+                out[key] = list(value)
+    return out
+
+
+def _first_arrays(content: RecordDict | None) -> ArrayRecord | None:
+    if content is None:
+        return None
+    records = list(content.array_records.values())
+    return records[0] if records else None
+
+
+class InProcessGrid(Grid):
+    def __init__(self, *, client_app, nodes: dict[int, dict], run_config: dict, run_id: int = 1,
+                 observer: RunObserver | None = None, round_offset: int = 0):
+        self.client_app = client_app
+        self.nodes = nodes
+        self.run_config = run_config
+        self.observer = observer or NullObserver()
+        self.round_offset = round_offset
+        self._run = Run.create_empty(run_id)
+        self._states = {node_id: RecordDict() for node_id in nodes}
+        self._replies: dict[str, Message] = {}
+        self._results: dict[str, ClientResult] = {}
+        self.current_round = 0
+        self.completed_round = round_offset
+
+    # ---- Flower's Grid interface -------------------------------------------------------------
+    def set_run(self, run: Run) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Run:
+        return self._run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.nodes)
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        ids = []
+        for message in messages:
+            message_id = uuid.uuid4().hex
+            message.metadata.__dict__["_message_id"] = message_id
+            reply, result = self._deliver(message)
+            self._replies[message_id] = reply
+            self._results[message_id] = result
+            ids.append(message_id)
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        if not messages:
+            return []
+        phase = messages[0].metadata.message_type.split(".")[0]
+        round_number = self._round_of(messages[0])
+        if phase == "train" and round_number != self.current_round:
+            self._close_round()
+            self.observer.before_round(round_number)
+            self.current_round = round_number
+        arrays = _first_arrays(messages[0].content) if messages[0].has_content() else None
+        if arrays is not None:
+            # What the server sends is the global model: at evaluate time the one of this round,
+            # at train time the one of the round before.
+            target = round_number if phase == "evaluate" else round_number - 1
+            if target > self.round_offset:
+                self.observer.on_global_arrays(target, arrays)
+        ids = self.push_messages(messages)
+        results = [self._results.pop(i) for i in ids]
+        replies = self.pull_messages(ids)
+        self.observer.on_replies(round_number, phase, results)
+        return replies
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _round_of(self, message: Message) -> int:
+        """The round a message belongs to: Flower's strategies put it in the config record as
+        ``server-round``; older code uses ``group_id``; failing both, each train call is a round."""
+        if message.has_content():
+            for record in message.content.config_records.values():
+                value = record.get("server-round")
+                if isinstance(value, int):
+                    return value + self.round_offset
+        group = message.metadata.group_id
+        if group and group.isdigit():
+            return int(group) + self.round_offset
+        phase = message.metadata.message_type.split(".")[0]
+        if phase == "train":
+            return max(self.current_round, self.round_offset) + 1
+        return max(self.current_round, self.round_offset + 1)
+
+    def _close_round(self) -> None:
+        if self.current_round and self.current_round > self.completed_round:
+            self.observer.on_round_end(self.current_round)
+            self.completed_round = self.current_round
+
+    def finish(self) -> None:
+        """Call once the ServerApp returned: closes the last round."""
+        self._close_round()
+
+    def _deliver(self, message: Message) -> tuple[Message, ClientResult]:
+        node_id = message.metadata.dst_node_id
+        node_config = self.nodes.get(node_id, {})
+        result = ClientResult(node_id=node_id, partition_id=node_config.get("partition-id"),
+                              phase=message.metadata.message_type.split(".")[0],
+                              bytes_down=content_bytes(message.content) if message.has_content() else 0)
+        incoming = copy.deepcopy(message)
+        incoming.metadata.__dict__["_delivered_at"] = str(time.time())
+        context = Context(run_id=self._run.run_id, node_id=node_id, node_config=node_config,
+                          state=self._states.setdefault(node_id, RecordDict()), run_config=self.run_config)
+        started = time.perf_counter()
+        try:
+            reply = self.client_app(incoming, context)
+        except ExecutionInterrupted:
+            raise
+        except Exception as exc:  # a failing node answers with an error, as over the network
+            reply = Message(Error(code=CLIENT_ERROR_CODE, reason=f"{exc.__class__.__name__}: {exc}"),
+                            reply_to=message)
+            result.error = f"{exc.__class__.__name__}: {exc}"[:500]
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        reply = copy.deepcopy(reply)
+        if reply.has_content():
+            result.bytes_up = content_bytes(reply.content)
+            result.metrics = _metrics(reply.content)
+            result.num_examples = int(result.metrics.get("num-examples", result.metrics.get("num_examples", 0)) or 0)
+        elif reply.has_error() and not result.error:
+            result.error = (reply.error.reason or "client error")[:500]
+        return reply, result
+
+
+def server_identity(run_id: int) -> None:
+    """Set Flower's process-global identity for the ServerApp side of ``run_id``."""
+    TaskIdentity.task_id = 1
+    TaskIdentity.run_id = run_id
+    TaskIdentity.node_id = SUPERLINK_NODE_ID
+
+
+def server_context(run_id: int, run_config: dict) -> Context:
+    return Context(run_id=run_id, node_id=SUPERLINK_NODE_ID, node_config={}, state=RecordDict(),
+                   run_config=run_config)

@@ -1,0 +1,324 @@
+"""Runs one execution inside a Celery worker: the embedded federation and its records.
+
+``run_execution`` takes a pending execution, marks it running, drives Flower's ServerApp over the
+in-process Grid and records every round through ``ExecutionObserver``: rounds, per-client results,
+checkpoints, logs and live events. Stop and suspend requests are honoured between rounds. A
+heartbeat thread stamps the row while the run lasts, so that a worker that dies is noticed by the
+reaper (``training.tasks.executions_reap``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from datetime import timedelta
+
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+from flwr.app import ArrayRecord
+
+from core.realtime import broadcast_on_commit
+from training import events
+from training.choices import ControlRequest, ExecutionStatus, RoundStatus
+from training.engine.grid import ClientResult, ExecutionInterrupted, InProcessGrid, server_context, server_identity
+from training.models import Execution, ExecutionLog, Round, RoundClient
+from training.services import execution_transition
+
+logger = logging.getLogger("pollen.training")
+
+
+def _weighted(results: list[ClientResult]) -> dict:
+    """Metrics averaged over clients, weighted by their number of examples."""
+    totals: dict[str, float] = {}
+    weight = 0
+    for r in results:
+        if r.error:
+            continue
+        n = max(r.num_examples, 1)
+        weight += n
+        for key, value in r.metrics.items():
+            if isinstance(value, (int, float)) and key not in ("num-examples", "num_examples"):
+                totals[key] = totals.get(key, 0.0) + float(value) * n
+    return {k: v / weight for k, v in totals.items()} if weight else {}
+
+
+def arrays_to_npz(arrays: ArrayRecord) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **{f"arr_{i}": a for i, a in enumerate(arrays.to_numpy_ndarrays())})
+    return buffer.getvalue()
+
+
+def npz_to_arrays(data: bytes) -> ArrayRecord:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return ArrayRecord([npz[f"arr_{i}"] for i in range(len(npz.files))])
+
+
+class ExecutionObserver:
+    """Turns what the Grid and the ServerApp see into Pollen's records and events."""
+
+    def __init__(self, execution: Execution):
+        self.execution = execution
+        self.round_started: dict[int, float] = {}
+        self.results: dict[tuple[int, str], list[ClientResult]] = {}
+        self.server_metrics: dict[int, dict] = {}
+        self.log_buffer: list[ExecutionLog] = []
+
+    # ---- logs --------------------------------------------------------------------------------
+    def log(self, message: str, *, level: str = "INFO", round_number: int | None = None, source: str = "server",
+            data: dict | None = None) -> None:
+        self.log_buffer.append(ExecutionLog(execution_id=self.execution.pk, timestamp=timezone.now(), level=level,
+                                            message=message[:10_000], round_number=round_number, source=source,
+                                            data=data or {}))
+        if len(self.log_buffer) >= 200:
+            self.flush_logs()
+
+    def flush_logs(self) -> None:
+        if self.log_buffer:
+            ExecutionLog.objects.bulk_create(self.log_buffer)
+            self.log_buffer = []
+
+    # ---- Grid callbacks ----------------------------------------------------------------------
+    def before_round(self, round_number: int) -> None:
+        control = Execution.objects.filter(pk=self.execution.pk).values_list("control", flat=True).first()
+        if control in (ControlRequest.STOP, ControlRequest.SUSPEND):
+            raise ExecutionInterrupted(control, round_number - 1)
+        self.round_started[round_number] = time.monotonic()
+        Round.objects.update_or_create(
+            execution=self.execution, number=round_number,
+            defaults={"status": RoundStatus.COLLECTING, "started_at": timezone.now(), "completed_at": None},
+        )
+        self.log(f"Round {round_number}/{self.execution.total_rounds} started", round_number=round_number)
+        with transaction.atomic():
+            broadcast_on_commit("round.started", events.round_data(self.execution, round_number),
+                                events.audience(self.execution))
+
+    def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None:
+        self.results.setdefault((round_number, phase), []).extend(results)
+        round_obj = Round.objects.filter(execution=self.execution, number=round_number).first()
+        if round_obj is None:
+            return
+        RoundClient.objects.bulk_create(
+            [RoundClient(round=round_obj, node_id=r.node_id, partition_id=r.partition_id, phase=r.phase,
+                         num_examples=r.num_examples, metrics=r.metrics, duration_ms=r.duration_ms,
+                         bytes_down=r.bytes_down, bytes_up=r.bytes_up, error=r.error) for r in results],
+            ignore_conflicts=True,
+        )
+        failed = [r for r in results if r.error]
+        for r in failed:
+            self.log(f"Node {r.node_id} failed in {phase}: {r.error}", level="WARNING", round_number=round_number,
+                     source=f"node-{r.node_id}")
+        if phase == "train":
+            Round.objects.filter(pk=round_obj.pk).update(
+                status=RoundStatus.AGGREGATING, participants=len(results) - len(failed))
+            with transaction.atomic():
+                for r in results:
+                    if not r.error:
+                        broadcast_on_commit("client.update_received", {
+                            **events.round_data(self.execution, round_number), "node_id": r.node_id,
+                            "num_examples": r.num_examples, "metrics": r.metrics, "duration_ms": round(r.duration_ms, 2),
+                        }, events.audience(self.execution))
+
+    def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None:
+        self._save_checkpoint(round_number, arrays, overwrite=False)
+
+    def on_server_evaluation(self, round_number: int, arrays: ArrayRecord, metrics: dict) -> None:
+        self.server_metrics[round_number] = metrics
+        self._save_checkpoint(round_number, arrays, overwrite=True)
+
+    def on_round_end(self, round_number: int) -> None:
+        train = self.results.get((round_number, "train"), [])
+        evaluate = self.results.get((round_number, "evaluate"), [])
+        started = self.round_started.get(round_number)
+        now = timezone.now()
+        train_metrics, eval_metrics = _weighted(train), _weighted(evaluate)
+        server = self.server_metrics.get(round_number, {})
+        Round.objects.filter(execution=self.execution, number=round_number).update(
+            status=RoundStatus.COMPLETED, completed_at=now,
+            duration_seconds=(time.monotonic() - started) if started else None,
+            train_metrics=train_metrics, evaluate_metrics=eval_metrics, server_metrics=server,
+            bytes_sent=sum(r.bytes_down for r in train + evaluate),
+            bytes_received=sum(r.bytes_up for r in train + evaluate),
+        )
+        latest = {**{f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_metrics.items()},
+                  **eval_metrics, **server, "clients_participated": len([r for r in train if not r.error])}
+        Execution.objects.filter(pk=self.execution.pk).update(current_round=round_number, metrics=latest,
+                                                              heartbeat_at=now)
+        self.execution.current_round = round_number
+        self.execution.metrics = latest
+        self.log(f"Round {round_number} completed", round_number=round_number, data={"metrics": latest})
+        self.flush_logs()
+        audience = events.audience(self.execution)
+        with transaction.atomic():
+            data = {**events.round_data(self.execution, round_number), "metrics": latest}
+            broadcast_on_commit("model.aggregated", data, audience)
+            broadcast_on_commit("round.completed", data, audience)
+            broadcast_on_commit("metrics.updated", data, audience)
+            broadcast_on_commit("training_update", events.training_update(self.execution), audience)
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def _save_checkpoint(self, round_number: int, arrays: ArrayRecord, *, overwrite: bool) -> None:
+        round_obj = Round.objects.filter(execution=self.execution, number=round_number).first()
+        if round_obj is None or (round_obj.checkpoint and not overwrite):
+            return
+        payload = arrays_to_npz(arrays)
+        if round_obj.checkpoint:
+            round_obj.checkpoint.delete(save=False)
+        round_obj.checkpoint.save(f"{round_number:04d}.npz", ContentFile(payload), save=False)
+        round_obj.checkpoint_checksum = hashlib.sha256(payload).hexdigest()
+        round_obj.save(update_fields=["checkpoint", "checkpoint_checksum", "updated_at"])
+
+
+class Heartbeat(threading.Thread):
+    """Stamps ``heartbeat_at`` every few seconds while the run lasts (own DB connection)."""
+
+    def __init__(self, execution_id, interval: float):
+        super().__init__(daemon=True, name=f"heartbeat-{execution_id}")
+        self.execution_id = execution_id
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopped.wait(self.interval):
+                Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
+                    heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self):
+        self.stopped.set()
+
+
+class _FlowerLogHandler(logging.Handler):
+    """Keeps what Flower logs during the run as the execution's log entries."""
+
+    def __init__(self, observer: ExecutionObserver):
+        super().__init__(level=logging.INFO)
+        self.observer = observer
+
+    def emit(self, record):
+        try:
+            message = record.getMessage().strip()
+        except Exception:  # a malformed log call must not break training
+            return
+        if message:
+            self.observer.log(message, level=record.levelname if record.levelname in {"DEBUG", "INFO", "WARNING", "ERROR"}
+                              else "INFO", source="flower")
+
+
+def run_config_for(execution: Execution) -> dict:
+    c = execution.config
+    import json
+
+    flat = {
+        "pollen.algorithm": execution.algorithm,
+        "pollen.strategy-params": json.dumps(execution.strategy_params),
+        "pollen.model": execution.model_type,
+        "pollen.model-params": json.dumps(c.get("model_params", {})),
+        "pollen.dataset": execution.dataset,
+        "pollen.seed": int(c.get("seed", 0)),
+        "pollen.partition": c.get("partition", "iid"),
+        "pollen.alpha": float(c.get("alpha", 0.5)),
+        "pollen.local-epochs": int(c.get("local_epochs", 1)),
+        "pollen.batch-size": int(c.get("batch_size", 32)),
+        "pollen.learning-rate": float(c.get("learning_rate", 0.1)),
+        "pollen.min-clients": int(execution.min_clients),
+        "pollen.rounds": int(execution.total_rounds - (execution.resume_from_round or 0)),
+    }
+    return flat
+
+
+def _flower_run_id(execution: Execution) -> int:
+    return execution.pk.int & 0x7FFFFFFFFFFF
+
+
+def run_execution(execution_id) -> str | None:
+    """Run a pending execution to its end. Returns the final status, or None if it was not pending."""
+    from training.engine import builtin_app
+
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        if execution is None or execution.status != ExecutionStatus.PENDING:
+            return None
+        execution_transition(execution, ExecutionStatus.RUNNING)
+        now = timezone.now()
+        execution.started_at = execution.started_at or now
+        execution.heartbeat_at = now
+        execution.worker = f"{socket.gethostname()}:{os.getpid()}"
+        execution.attempt += 1
+        execution.control = ControlRequest.NONE
+        execution.save()
+        broadcast_on_commit("execution.started", events.execution_data(execution), events.audience(execution))
+
+    observer = ExecutionObserver(execution)
+    offset = execution.resume_from_round or 0
+    num_nodes = int(execution.config.get("clients", execution.min_clients))
+    nodes = {i + 1: {"partition-id": i, "num-partitions": num_nodes} for i in range(num_nodes)}
+    run_config = run_config_for(execution)
+    grid = InProcessGrid(client_app=builtin_app.client_app, nodes=nodes, run_config=run_config,
+                         run_id=_flower_run_id(execution), observer=observer, round_offset=offset)
+    grid.initial_arrays = None
+    if offset:
+        checkpoint = Round.objects.filter(execution=execution, number=offset).exclude(checkpoint="").first()
+        with checkpoint.checkpoint.open("rb") as fh:
+            grid.initial_arrays = npz_to_arrays(fh.read())
+        observer.log(f"Resuming from the checkpoint of round {offset}")
+    server_identity(grid.run.run_id)
+    flower_logger = logging.getLogger("flwr")
+    handler = _FlowerLogHandler(observer)
+    flower_logger.addHandler(handler)
+    heartbeat = Heartbeat(execution.pk, settings.TRAINING_HEARTBEAT_SECONDS)
+    heartbeat.start()
+    cpu_started = time.process_time()
+    outcome, error = ExecutionStatus.COMPLETED, None
+    try:
+        builtin_app.server_app(grid, server_context(grid.run.run_id, run_config))
+        grid.finish()
+    except ExecutionInterrupted as interrupt:
+        outcome = ExecutionStatus.SUSPENDED if interrupt.action == ControlRequest.SUSPEND else ExecutionStatus.STOPPED
+    except Exception as exc:  # the run failed; the reason is kept for the user, the trace for us
+        logger.exception("Execution %s failed", execution.pk)
+        outcome, error = ExecutionStatus.FAILED, f"{exc.__class__.__name__}: {exc}"
+    finally:
+        heartbeat.stop()
+        flower_logger.removeHandler(handler)
+    observer.flush_logs()
+    return finish_execution(execution.pk, outcome, error_code="FL003" if error else "", error_message=error or "",
+                            cpu_seconds=time.process_time() - cpu_started)
+
+
+def finish_execution(execution_id, outcome: str, *, error_code: str = "", error_message: str = "",
+                     cpu_seconds: float = 0.0) -> str:
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(pk=execution_id)
+        if execution.status != ExecutionStatus.RUNNING:
+            return execution.status
+        execution_transition(execution, outcome)
+        execution.finished_at = timezone.now() if outcome != ExecutionStatus.SUSPENDED else None
+        execution.error_code = error_code
+        execution.error_message = error_message[:5000]
+        execution.cpu_seconds += cpu_seconds
+        if outcome in (ExecutionStatus.SUSPENDED, ExecutionStatus.STOPPED):
+            execution.control = ControlRequest.NONE
+        execution.save()
+        ExecutionLog.objects.create(execution=execution, timestamp=timezone.now(),
+                                    level="ERROR" if error_message else "INFO",
+                                    message=f"Execution {outcome}" + (f": {error_message}" if error_message else ""))
+        name = {ExecutionStatus.COMPLETED: "execution.completed", ExecutionStatus.FAILED: "execution.failed",
+                ExecutionStatus.STOPPED: "execution.stopped", ExecutionStatus.SUSPENDED: "execution.suspended"}[outcome]
+        broadcast_on_commit(name, events.execution_data(execution), events.audience(execution))
+        broadcast_on_commit("training_update", events.training_update(execution), events.audience(execution))
+    close_old_connections()
+    return outcome
+
+
+def stale_cutoff():
+    return timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS)

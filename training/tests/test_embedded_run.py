@@ -1,0 +1,89 @@
+"""A real federated run on the embedded federation, through the service and the Celery task."""
+
+import numpy as np
+import pytest
+
+from accounts.tests.factories import UserFactory
+from core.models import Event
+from projects.tests.factories import ProjectFactory
+from training import services
+from training.choices import ExecutionStatus
+from training.models import Execution, ExecutionLog, Round, RoundClient
+from training.runner import npz_to_arrays
+
+pytestmark = pytest.mark.django_db
+
+
+def _start(django_capture_on_commit_callbacks, **config):
+    owner = UserFactory()
+    project = ProjectFactory(owner=owner, configuration={})
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = services.execution_start(project=project, user=owner, config=config)
+    execution.refresh_from_db()
+    return execution
+
+
+def test_digits_across_five_nodes_gets_better_round_after_round(django_capture_on_commit_callbacks):
+    execution = _start(django_capture_on_commit_callbacks, rounds=5, clients=5, model_type="logistic",
+                       dataset="digits", local_epochs=2, learning_rate=0.1, batch_size=32, seed=7)
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.current_round == 5
+    rounds = list(Round.objects.filter(execution=execution).order_by("number"))
+    assert [r.number for r in rounds] == [1, 2, 3, 4, 5]
+    accuracy = [r.server_metrics["accuracy"] for r in rounds]
+    assert accuracy[-1] > accuracy[0]
+    assert accuracy[-1] >= 0.90, accuracy
+    assert all(r.participants == 5 and r.checkpoint and len(r.checkpoint_checksum) == 64 for r in rounds)
+    assert RoundClient.objects.filter(round__execution=execution, phase="train").count() == 25
+    # the checkpoint is the model the server evaluated
+    with rounds[-1].checkpoint.open("rb") as fh:
+        weights = npz_to_arrays(fh.read()).to_numpy_ndarrays()
+    assert weights[0].shape == (64, 10) and np.isfinite(weights[0]).all()
+    names = set(Event.objects.values_list("event", flat=True))
+    assert {"execution.started", "round.started", "client.update_received", "model.aggregated",
+            "round.completed", "metrics.updated", "execution.completed", "training_update"} <= names
+    assert ExecutionLog.objects.filter(execution=execution).exists()
+
+
+def test_an_invalid_parameter_names_its_field(django_capture_on_commit_callbacks):
+    from core.exceptions import ApplicationError
+
+    with pytest.raises(ApplicationError) as exc:
+        _start(django_capture_on_commit_callbacks, rounds=0)
+    assert exc.value.http_status == 422 and exc.value.details["field"] == "rounds"
+    assert not Execution.objects.exists()
+
+
+def test_seed_000_cnn_request_trains_on_the_bundled_image_set(django_capture_on_commit_callbacks):
+    """seed 000's example: a cnn with rounds/clients/learning_rate/batch_size on a project whose
+    data set (fashion_mnist) cannot be downloaded here; digits stands in and says so."""
+    owner = UserFactory()
+    project = ProjectFactory(owner=owner, configuration={"model_type": "cnn", "dataset": "fashion_mnist"})
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = services.execution_start(project=project, user=owner, config={
+            "rounds": 10, "clients": 5, "model_type": "cnn", "learning_rate": 0.01, "batch_size": 32})
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.dataset == "digits" and execution.config["substitutions"]
+    accuracy = [r.server_metrics["accuracy"] for r in execution.rounds.order_by("number")]
+    assert accuracy[-1] > accuracy[0] and accuracy[-1] >= 0.9, accuracy
+
+
+@pytest.mark.parametrize("algorithm,params", [
+    ("fedprox", {"proximal_mu": 0.1}), ("fedadam", {"eta": 0.05}), ("fedyogi", {"eta": 0.05}),
+    ("fedadagrad", {"eta": 0.1}), ("fedavgm", {"server_momentum": 0.5}), ("fedmedian", {}),
+    ("fedtrimmedavg", {"beta": 0.2}), ("krum", {"num_malicious_nodes": 1}),
+    ("multikrum", {"num_malicious_nodes": 1, "num_nodes_to_select": 3}), ("bulyan", {"num_malicious_nodes": 1}),
+    ("qfedavg", {"client_learning_rate": 0.1}),
+])
+def test_every_strategy_family_trains(django_capture_on_commit_callbacks, algorithm, params):
+    owner = UserFactory()
+    project = ProjectFactory(owner=owner, configuration={})
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = services.execution_start(project=project, user=owner, algorithm=algorithm, strategy_params=params,
+                                             config={"rounds": 3, "clients": 7, "model_type": "logistic",
+                                                     "dataset": "iris", "local_epochs": 3, "seed": 1})
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.current_round == 3
+    assert execution.rounds.filter(status="completed").count() == 3
