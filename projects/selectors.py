@@ -12,7 +12,7 @@ from projects.choices import MemberAccess
 from projects.models import Project, ProjectMember, ProjectUpload
 
 
-def _visible(user: User) -> QuerySet[Project]:
+def visible_projects(user: User) -> QuerySet[Project]:
     qs = Project.objects.all()
     if user.has_wildcard_permission():
         return qs
@@ -27,7 +27,7 @@ def _visible(user: User) -> QuerySet[Project]:
 def project_list(*, user: User) -> QuerySet[Project]:
     # Training jobs arrive with the training app; until then every project has none.
     return (
-        _visible(user)
+        visible_projects(user)
         .select_related("owner")
         .defer(*(f"owner__{f}" for f in _OWNER_DEFERRED))
         .annotate(training_jobs_count=Value(0, IntegerField()))
@@ -80,4 +80,4 @@ def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
 
 
 def recent_uploads(*, user: User) -> QuerySet[ProjectUpload]:
-    return ProjectUpload.objects.filter(project__in=_visible(user)).select_related("project").order_by("-created_at")
+    return ProjectUpload.objects.filter(project__in=visible_projects(user)).select_related("project").order_by("-created_at")

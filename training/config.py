@@ -16,7 +16,7 @@ ALIASES = {
     "numClients": "clients", "num_clients": "clients",
     "minClients": "min_clients", "modelType": "model_type", "learningRate": "learning_rate",
     "batchSize": "batch_size", "localEpochs": "local_epochs", "epochs": "local_epochs",
-    "fractionFit": "fraction_fit", "fraction": "fraction_fit", "fractionEvaluate": "fraction_evaluate",
+    "fractionFit": "fraction_fit", "fraction": "fraction_fit", "clientFraction": "fraction_fit", "fractionEvaluate": "fraction_evaluate",
     "strategyParams": "strategy_params", "partitionMethod": "partition", "targetColumn": "target_column",
 }
 
@@ -62,7 +62,8 @@ def _number(field: str, value: Any, kind: type, lo, hi):
 
 
 def parse_training_config(raw: dict | None, *, project_configuration: dict | None = None,
-                          algorithm: str | None = None, strategy_params: dict | None = None) -> dict:
+                          algorithm: str | None = None, strategy_params: dict | None = None,
+                          upload=None) -> dict:
     """A complete, checked config dict. Keys: the FIELDS above plus model_type, dataset, partition,
     algorithm, strategy_params, model_params, target_column and ``substitutions`` (what stood in
     for what the caller asked)."""
@@ -77,6 +78,10 @@ def parse_training_config(raw: dict | None, *, project_configuration: dict | Non
     project_configuration = project_configuration or {}
     out: dict[str, Any] = {"substitutions": []}
 
+    if upload is not None and "rounds" not in data:
+        app_rounds = (upload.app_config or {}).get("num-server-rounds")
+        if isinstance(app_rounds, int) and not isinstance(app_rounds, bool) and app_rounds > 0:
+            data["rounds"] = app_rounds
     for field, (kind, default, lo, hi) in FIELDS.items():
         value = data.get(field, default)
         out[field] = None if value is None else _number(field, value, kind, lo, hi)
@@ -87,6 +92,9 @@ def parse_training_config(raw: dict | None, *, project_configuration: dict | Non
 
         raise ApplicationError("FL002", f"min_clients ({out['min_clients']}) is more than the {out['clients']} "
                                "nodes of this federation", details={"field": "min_clients"})
+
+    if upload is not None:
+        return _upload_config(out, data, upload)
 
     model_type = data.get("model_type") or project_configuration.get("model_type") or "logistic"
     if not isinstance(model_type, str) or model_type not in SUPPORTED_MODELS:
@@ -146,3 +154,20 @@ def _check_pairing(model_type: str, dataset: str, task: str) -> None:
                                   f"for it use one of {fits}")
     if model_type == "cnn" and dataset not in IMAGE_DATASETS:
         raise _fail("dataset", f"the cnn model needs an image dataset: {sorted(IMAGE_DATASETS)}")
+
+
+def _upload_config(out: dict, data: dict, upload) -> dict:
+    """An uploaded Flower app brings its own model, data and strategy: only the federation's
+    shape (rounds, nodes) and overrides of its run config are Pollen's to set."""
+    run_config = data.get("run_config", {})
+    if not isinstance(run_config, dict) or not all(
+            isinstance(v, (str, int, float, bool)) for v in run_config.values()):
+        raise _fail("run_config", "run_config must be an object of strings, numbers and booleans")
+    out.update({"model_type": "flower_app", "dataset": "", "partition": "iid", "model_params": {},
+                "algorithm": "app", "strategy_params": {}, "run_config": run_config,
+                "source": "upload", "upload_id": str(upload.pk)})
+    if data.get("model_type"):
+        out["substitutions"].append(
+            f"model_type {data['model_type']!r} is ignored: the uploaded app {upload.app_name or upload.original_name!r} "
+            "defines its own model")
+    return out

@@ -21,7 +21,7 @@ from datetime import timedelta
 import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from flwr.app import ArrayRecord
 
@@ -188,8 +188,11 @@ class Heartbeat(threading.Thread):
     def run(self):
         try:
             while not self.stopped.wait(self.interval):
-                Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
-                    heartbeat_at=timezone.now())
+                try:
+                    Execution.objects.filter(pk=self.execution_id, status=ExecutionStatus.RUNNING).update(
+                        heartbeat_at=timezone.now())
+                except DatabaseError:  # a busy database skips a beat; the next one will land
+                    logger.warning("Heartbeat of %s could not be written", self.execution_id, exc_info=True)
         finally:
             connection.close()
 
@@ -236,14 +239,12 @@ def run_config_for(execution: Execution) -> dict:
     return flat
 
 
-def _flower_run_id(execution: Execution) -> int:
+def flower_run_id(execution: Execution) -> int:
     return execution.pk.int & 0x7FFFFFFFFFFF
 
 
 def run_execution(execution_id) -> str | None:
     """Run a pending execution to its end. Returns the final status, or None if it was not pending."""
-    from training.engine import builtin_app
-
     with transaction.atomic():
         execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
         if execution is None or execution.status != ExecutionStatus.PENDING:
@@ -259,12 +260,42 @@ def run_execution(execution_id) -> str | None:
         broadcast_on_commit("execution.started", events.execution_data(execution), events.audience(execution))
 
     observer = ExecutionObserver(execution)
+    heartbeat = Heartbeat(execution.pk, settings.TRAINING_HEARTBEAT_SECONDS)
+    heartbeat.start()
+    cpu_started = time.process_time()
+    outcome, error = ExecutionStatus.COMPLETED, None
+    try:
+        if execution.upload_id:
+            from training.isolation import drive_uploaded_app
+
+            drive_uploaded_app(execution, observer)
+        else:
+            _drive_builtin_app(execution, observer)
+    except ExecutionInterrupted as interrupt:
+        outcome = ExecutionStatus.SUSPENDED if interrupt.action == ControlRequest.SUSPEND else ExecutionStatus.STOPPED
+    except Exception as exc:  # the run failed; the reason is kept for the user, the trace for us
+        logger.exception("Execution %s failed", execution.pk)
+        outcome, error = ExecutionStatus.FAILED, f"{exc.__class__.__name__}: {exc}"
+    finally:
+        heartbeat.stop()
+    observer.flush_logs()
+    return finish_execution(execution.pk, outcome, error_code="FL003" if error else "", error_message=error or "",
+                            cpu_seconds=time.process_time() - cpu_started)
+
+
+def nodes_for(execution: Execution) -> dict[int, dict]:
+    """The simulated nodes of the embedded federation: one partition each."""
+    count = int(execution.config.get("clients", execution.min_clients))
+    return {i + 1: {"partition-id": i, "num-partitions": count} for i in range(count)}
+
+
+def _drive_builtin_app(execution: Execution, observer: ExecutionObserver) -> None:
+    from training.engine import builtin_app
+
     offset = execution.resume_from_round or 0
-    num_nodes = int(execution.config.get("clients", execution.min_clients))
-    nodes = {i + 1: {"partition-id": i, "num-partitions": num_nodes} for i in range(num_nodes)}
     run_config = run_config_for(execution)
-    grid = InProcessGrid(client_app=builtin_app.client_app, nodes=nodes, run_config=run_config,
-                         run_id=_flower_run_id(execution), observer=observer, round_offset=offset)
+    grid = InProcessGrid(client_app=builtin_app.client_app, nodes=nodes_for(execution), run_config=run_config,
+                         run_id=flower_run_id(execution), observer=observer, round_offset=offset)
     grid.initial_arrays = None
     if offset:
         checkpoint = Round.objects.filter(execution=execution, number=offset).exclude(checkpoint="").first()
@@ -275,24 +306,11 @@ def run_execution(execution_id) -> str | None:
     flower_logger = logging.getLogger("flwr")
     handler = _FlowerLogHandler(observer)
     flower_logger.addHandler(handler)
-    heartbeat = Heartbeat(execution.pk, settings.TRAINING_HEARTBEAT_SECONDS)
-    heartbeat.start()
-    cpu_started = time.process_time()
-    outcome, error = ExecutionStatus.COMPLETED, None
     try:
         builtin_app.server_app(grid, server_context(grid.run.run_id, run_config))
         grid.finish()
-    except ExecutionInterrupted as interrupt:
-        outcome = ExecutionStatus.SUSPENDED if interrupt.action == ControlRequest.SUSPEND else ExecutionStatus.STOPPED
-    except Exception as exc:  # the run failed; the reason is kept for the user, the trace for us
-        logger.exception("Execution %s failed", execution.pk)
-        outcome, error = ExecutionStatus.FAILED, f"{exc.__class__.__name__}: {exc}"
     finally:
-        heartbeat.stop()
         flower_logger.removeHandler(handler)
-    observer.flush_logs()
-    return finish_execution(execution.pk, outcome, error_code="FL003" if error else "", error_message=error or "",
-                            cpu_seconds=time.process_time() - cpu_started)
 
 
 def finish_execution(execution_id, outcome: str, *, error_code: str = "", error_message: str = "",
@@ -316,7 +334,6 @@ def finish_execution(execution_id, outcome: str, *, error_code: str = "", error_
                 ExecutionStatus.STOPPED: "execution.stopped", ExecutionStatus.SUSPENDED: "execution.suspended"}[outcome]
         broadcast_on_commit(name, events.execution_data(execution), events.audience(execution))
         broadcast_on_commit("training_update", events.training_update(execution), events.audience(execution))
-    close_old_connections()
     return outcome
 
 

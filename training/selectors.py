@@ -23,7 +23,7 @@ def _visible_project_ids(user: User) -> QuerySet | None:
     """A subquery of the project ids ``user`` may see, or None when they see every project."""
     if user.has_wildcard_permission():
         return None
-    return project_selectors._visible(user).values("pk")
+    return project_selectors.visible_projects(user).values("pk")
 
 
 def execution_list(*, user: User) -> QuerySet[Execution]:

@@ -34,11 +34,17 @@ def _enqueue(execution: Execution) -> None:
 @transaction.atomic
 def execution_start(*, project: Project, user: User, config: dict | None, name: str = "",
                     algorithm: str | None = None, strategy_params: dict | None = None) -> Execution:
-    """Create a pending execution from checked parameters and queue it for a worker (202)."""
+    """Create a pending execution from checked parameters and queue it for a worker (202).
+
+    What trains: the project's uploaded Flower app when it has one (its latest upload, or
+    ``config.upload_id``), unless ``config.source`` is ``"builtin"``; otherwise Pollen's own app with
+    the model and data set the config names."""
+    upload = _upload_for(project, config or {})
     checked = parse_training_config(config, project_configuration=project.configuration,
-                                    algorithm=algorithm, strategy_params=strategy_params)
+                                    algorithm=algorithm, strategy_params=strategy_params, upload=upload)
+    checked.setdefault("source", "builtin")
     execution = Execution.objects.create(
-        project=project, created_by=user, name=name[:200],
+        project=project, created_by=user, name=name[:200], upload=upload,
         algorithm=checked["algorithm"], strategy_params=checked["strategy_params"],
         model_type=checked["model_type"], dataset=checked["dataset"],
         config=checked, total_rounds=checked["rounds"], min_clients=checked["min_clients"],
@@ -48,6 +54,36 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     broadcast_on_commit("execution.created", events.execution_data(execution), events.audience(execution))
     _enqueue(execution)
     return execution
+
+
+def _upload_for(project: Project, config: dict):
+    if not isinstance(config, dict):
+        return None
+    source = config.get("source")
+    if source not in (None, "upload", "builtin"):
+        raise ValidationFailed("source must be 'upload' or 'builtin'", field="source", http_status=422)
+    if source == "builtin":
+        return None
+    uploads = project.uploads.order_by("-created_at")
+    if config.get("upload_id"):
+        upload = uploads.filter(pk=str(config["upload_id"])).first() if _is_uuid(config["upload_id"]) else None
+        if upload is None:
+            raise ValidationFailed("upload_id is not an upload of this project", field="upload_id", http_status=422)
+        return upload
+    upload = uploads.first()
+    if upload is None and source == "upload":
+        raise ValidationFailed("This project has no uploaded Flower app", field="source", http_status=422)
+    return upload
+
+
+def _is_uuid(value) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 @transaction.atomic
@@ -93,6 +129,9 @@ def execution_resume(*, execution: Execution, from_round: int | None = None,
     (the last one by default) with optional parameter changes (seed 001 ``fromRound``, ``adjustConfig``)."""
     execution = Execution.objects.select_for_update().get(pk=execution.pk)
     checkpoints = Round.objects.filter(execution=execution).exclude(checkpoint="")
+    if execution.upload_id:
+        # An uploaded app chooses its own initial model; it restarts from the beginning.
+        from_round = 0
     if from_round is None:
         latest = checkpoints.order_by("-number").first()
         from_round = latest.number if latest else 0
@@ -104,6 +143,9 @@ def execution_resume(*, execution: Execution, from_round: int | None = None,
                                field="fromRound", http_status=422)
     execution_transition(execution, ExecutionStatus.PENDING)
     if adjust_config:
+        from training.config import ALIASES
+
+        adjust_config = {ALIASES.get(k, k): v for k, v in adjust_config.items()}
         merged = {**execution.config, **adjust_config}
         for fixed in ("model_type", "dataset"):
             if fixed in adjust_config and adjust_config[fixed] != execution.config.get(fixed):

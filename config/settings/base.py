@@ -208,6 +208,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ProjectStatusEnum": "projects.choices.ProjectStatus",
         "UploadStatusEnum": "projects.choices.UploadStatus",
+        "ExecutionStatusEnum": "training.choices.ExecutionStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -247,5 +248,9 @@ HEALTH_REQUIRED_SERVICES = env.list("HEALTH_REQUIRED_SERVICES", default=["databa
 # than the timeout is failed by the reaper (and can be resumed from its last checkpoint).
 TRAINING_HEARTBEAT_SECONDS = env.int("TRAINING_HEARTBEAT_SECONDS", default=5)
 TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS", default=60)
+# Uploaded Flower apps run in a child process under these limits.
+TRAINING_UPLOADED_APP_MEMORY_MB = env.int("TRAINING_UPLOADED_APP_MEMORY_MB", default=8192)
+TRAINING_UPLOADED_APP_CPU_SECONDS = env.int("TRAINING_UPLOADED_APP_CPU_SECONDS", default=3600)
+TRAINING_UPLOADED_APP_TIMEOUT_SECONDS = env.int("TRAINING_UPLOADED_APP_TIMEOUT_SECONDS", default=3600)
 POLLEN_VERSION = "0.1.0"
 POLLEN_ENVIRONMENT = POLLEN_ENV

@@ -17,3 +17,7 @@ REST_FRAMEWORK = {
                                "training": "10000/min"},
 }
 THROTTLE_RATES = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
+
+# The in-memory test database is shared between threads under a table lock; the heartbeat thread
+# has its own test (training/tests) and otherwise stays quiet.
+TRAINING_HEARTBEAT_SECONDS = 3600

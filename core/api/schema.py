@@ -54,7 +54,9 @@ def envelope_postprocessing_hook(result, generator, request, public):
             for status, response in list(responses.items()):
                 if not str(status).startswith("2"):
                     continue
-                for media in (response.get("content") or {}).values():
+                for media_type, media in (response.get("content") or {}).items():
+                    if "json" not in media_type:
+                        continue  # files (checkpoints, archives) are sent as they are
                     schema = media.get("schema")
                     if schema is None:
                         continue
