@@ -13,6 +13,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from core.api.envelope import now_iso
 from core.realtime import STAFF_GROUP, user_group
@@ -125,10 +126,21 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             return await self._error("subscribe needs 'events' (or 'topics'): a list of event names")
         if not all(isinstance(v, (str, int)) for v in filters.values()):
             return await self._error("filter values must be strings or numbers")
+        since = content.get("since")
+        since_at = parse_datetime(since) if isinstance(since, str) else None
+        if since is not None and (since_at is None or since_at.tzinfo is None):
+            return await self._error("since must be an ISO-8601 timestamp with a time zone")
         self.patterns |= set(names or ["*"])
         self.filters = filters
         await self.send_json({"event": "subscribed", "timestamp": now_iso(),
                               "data": {"events": sorted(self.patterns), "filters": self.filters}})
+        if since_at is not None:
+            # Replay what was stored since then: a page that rendered a moment before it
+            # subscribed misses nothing in between.
+            groups = set(self.groups_joined)
+            for row in await database_sync_to_async(_events_since)(since_at):
+                if groups.intersection(row.groups):
+                    await self.pollen_event(_stored_message(row))
 
     async def _error(self, message: str):
         await self.send_json({"event": "error", "timestamp": now_iso(),
@@ -144,10 +156,7 @@ class EventConsumer(AsyncJsonWebsocketConsumer):
             for row in rows:
                 since = max(since, row.created_at)
                 if groups.intersection(row.groups):
-                    await self.pollen_event({
-                        "id": str(row.id), "event": row.event, "data": row.data,
-                        "timestamp": row.created_at.isoformat().replace("+00:00", "Z"),
-                    })
+                    await self.pollen_event(_stored_message(row))
 
     async def pollen_event(self, message):
         # A staff user is in both its own group and the staff group: deliver each event once.
@@ -165,3 +174,8 @@ def _events_since(since):
     from core.models import Event
 
     return list(Event.objects.filter(created_at__gte=since).order_by("created_at")[:500])
+
+
+def _stored_message(row) -> dict:
+    return {"id": str(row.id), "event": row.event, "data": row.data,
+            "timestamp": row.created_at.isoformat().replace("+00:00", "Z")}

@@ -235,6 +235,7 @@ def run_config_for(execution: Execution) -> dict:
         "pollen.learning-rate": float(c.get("learning_rate", 0.1)),
         "pollen.min-clients": int(execution.min_clients),
         "pollen.rounds": int(execution.total_rounds - (execution.resume_from_round or 0)),
+        "pollen.round-offset": int(execution.resume_from_round or 0),
     }
     return flat
 

@@ -385,3 +385,31 @@ def test_events_stored_by_another_process_reach_the_socket(settings):
     message, nothing_else = _run(scenario)
     assert message["event"] == "round.completed" and message["data"]["round"] == 2
     assert nothing_else  # the other user's event, and no duplicate of this one
+
+
+def test_subscribe_with_since_replays_stored_events():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = UserFactory()
+    token = access_token_for(user)
+    before = timezone.now() - timedelta(seconds=5)
+    Event.objects.create(event="round.completed", data={"round": 7}, groups=[f"user.{user.pk}"])
+    Event.objects.create(event="project.created", data={"project_id": "p"}, groups=[f"user.{user.pk}"])
+
+    async def scenario():
+        communicator, _ = await _open(f"/api/v1/ws/?token={token}")
+        await communicator.send_json_to({"action": "subscribe", "events": ["round.*"],
+                                         "since": before.isoformat()})
+        subscribed = await communicator.receive_json_from(timeout=3)
+        replayed = await communicator.receive_json_from(timeout=3)
+        await communicator.send_json_to({"action": "subscribe", "events": ["round.*"], "since": "yesterday"})
+        error = await communicator.receive_json_from(timeout=3)
+        await communicator.disconnect()
+        return subscribed, replayed, error
+
+    subscribed, replayed, error = _run(scenario)
+    assert subscribed["event"] == "subscribed"
+    assert replayed["event"] == "round.completed" and replayed["data"] == {"round": 7}
+    assert error["event"] == "error" and "since" in error["data"]["message"]

@@ -81,7 +81,8 @@ def train(msg: Message, context: Context) -> Message:
     global_weights = msg.content["arrays"].to_numpy_ndarrays()
     model.set_weights(global_weights)
     config = msg.content.get("config") or ConfigRecord()
-    server_round = int(config.get("server-round", 1))
+    # The absolute round, so that a resumed run draws the same batches as an uninterrupted one.
+    server_round = int(config.get("server-round", 1)) + int(_conf(context.run_config, "round-offset", 0))
     metrics = model.fit(
         x, y,
         epochs=int(_conf(context.run_config, "local-epochs", 1)),
@@ -124,7 +125,8 @@ def main(grid: Grid, context: Context) -> None:
         if server_round == 0:
             return None
         model.set_weights(arrays.to_numpy_ndarrays())
-        metrics = _float_metrics(model.evaluate(dataset.x_test, dataset.y_test))
+        metrics = {k: v for k, v in _float_metrics(model.evaluate(dataset.x_test, dataset.y_test)).items()
+                   if k != "num_examples"}
         if observer is not None and hasattr(observer, "on_server_evaluation"):
             observer.on_server_evaluation(server_round + offset, arrays, metrics)
         return MetricRecord(metrics)

@@ -87,3 +87,50 @@ def test_every_strategy_family_trains(django_capture_on_commit_callbacks, algori
     assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
     assert execution.current_round == 3
     assert execution.rounds.filter(status="completed").count() == 3
+
+
+def test_a_run_whose_worker_died_is_reaped_and_resumes_from_its_last_checkpoint(django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.tasks import executions_reap
+
+    execution = _start(django_capture_on_commit_callbacks, rounds=4, clients=3, model_type="logistic",
+                       dataset="iris", seed=3)
+    assert execution.status == ExecutionStatus.COMPLETED
+    # Make it look like a worker died after round 2: running, silent, rounds 3-4 never happened.
+    Round.objects.filter(execution=execution, number__gt=2).delete()
+    Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.RUNNING, current_round=2,
+                                                     finished_at=None,
+                                                     heartbeat_at=timezone.now() - timedelta(minutes=10))
+    assert executions_reap() == 1
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.FAILED and execution.error_code == "FL003"
+    assert "heartbeat" in execution.error_message
+    with django_capture_on_commit_callbacks(execute=True):
+        services.execution_resume(execution=execution)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert list(execution.rounds.order_by("number").values_list("number", flat=True)) == [1, 2, 3, 4]
+    assert execution.attempt == 2
+
+
+def test_resuming_gives_the_same_model_as_an_uninterrupted_run(django_capture_on_commit_callbacks):
+    config = dict(rounds=4, clients=3, model_type="logistic", dataset="wine", seed=11, local_epochs=2)
+    whole = _start(django_capture_on_commit_callbacks, **config)
+    interrupted = _start(django_capture_on_commit_callbacks, **config)
+    Round.objects.filter(execution=interrupted, number__gt=2).delete()
+    Execution.objects.filter(pk=interrupted.pk).update(status=ExecutionStatus.STOPPED, current_round=2)
+    interrupted.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.execution_resume(execution=interrupted, from_round=2)
+    interrupted.refresh_from_db()
+    assert interrupted.status == ExecutionStatus.COMPLETED
+
+    def final_weights(execution):
+        with execution.rounds.get(number=4).checkpoint.open("rb") as fh:
+            return npz_to_arrays(fh.read()).to_numpy_ndarrays()
+
+    for a, b in zip(final_weights(whole), final_weights(interrupted)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -53,6 +53,16 @@ class Command(BaseCommand):
                 file=SimpleUploadedFile("pollen-demo.zip", demo_app_zip(), content_type="application/zip"),
             )
             self.stdout.write(f"uploaded the demo Flower app ({len(upload.files)} files, sha256 {upload.checksum[:12]}…)")
+        if not project.executions.exists():
+            from training.services import execution_start
+
+            # Queued now, trained by the worker the run command starts.
+            execution_start(project=project, user=demo, name="Digits, logistic regression, 5 nodes",
+                            config={"source": "builtin", "model_type": "logistic", "dataset": "digits",
+                                    "rounds": 10, "clients": 5, "partition": "dirichlet", "alpha": 1.0})
+            execution_start(project=project, user=demo, name="The uploaded pollen-demo app",
+                            config={"source": "upload", "rounds": 5, "clients": 4})
+            self.stdout.write("queued two demo trainings")
         self.stdout.write(self.style.SUCCESS(
             f"demo logins: {ADMIN[0]} / {ADMIN[2]} (administrator), {DEMO[0]} / {DEMO[2]} (user)"))
 
