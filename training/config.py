@@ -171,3 +171,36 @@ def _upload_config(out: dict, data: dict, upload) -> dict:
             f"model_type {data['model_type']!r} is ignored: the uploaded app {upload.app_name or upload.original_name!r} "
             "defines its own model")
     return out
+
+
+DP_DEFAULTS = {"mode": "server", "clipping": "fixed", "noise_multiplier": 1.0, "clipping_norm": 1.0, "delta": 1e-5}
+
+
+def parse_privacy(raw: dict | None, *, uploaded: bool = False) -> dict:
+    """Checked privacy settings: ``{"differential_privacy": {...} | {}, "secure_aggregation": False}``.
+
+    Differential privacy wraps the strategy in Flower's clipping strategy (server- or client-side,
+    fixed or adaptive) with Gaussian noise; fixed clipping is accounted with Rényi DP and each
+    round reports the epsilon spent for ``delta``. ``epsilon`` sets a budget the run may not exceed.
+    """
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise _fail("privacy_config", "privacy_config must be an object")
+    if raw.get("secure_aggregation"):
+        raise _fail("privacy_config.secure_aggregation", "secure aggregation is not available yet")
+    if not raw.get("differential_privacy"):
+        return {"differential_privacy": {}, "secure_aggregation": False}
+    if uploaded:
+        raise _fail("privacy_config.differential_privacy",
+                    "an uploaded Flower app sets up its own strategy; add Flower's DP wrapper in the app")
+    dp = {**DP_DEFAULTS, **{k: v for k, v in raw.items() if k in DP_DEFAULTS and v is not None}}
+    if dp["mode"] not in ("server", "client"):
+        raise _fail("privacy_config.mode", "mode must be 'server' or 'client'")
+    if dp["clipping"] not in ("fixed", "adaptive"):
+        raise _fail("privacy_config.clipping", "clipping must be 'fixed' or 'adaptive'")
+    for field, lo, hi in (("noise_multiplier", 1e-6, 1000.0), ("clipping_norm", 1e-9, 1e6), ("delta", 1e-12, 0.1)):
+        dp[field] = _number(f"privacy_config.{field}", dp[field], float, lo, hi)
+    if raw.get("epsilon") is not None:
+        dp["max_epsilon"] = _number("privacy_config.epsilon", raw["epsilon"], float, 1e-6, 1e6)
+    dp["enabled"] = True
+    return {"differential_privacy": dp, "secure_aggregation": False}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 import socket
@@ -219,8 +220,6 @@ class _FlowerLogHandler(logging.Handler):
 
 def run_config_for(execution: Execution) -> dict:
     c = execution.config
-    import json
-
     flat = {
         "pollen.algorithm": execution.algorithm,
         "pollen.strategy-params": json.dumps(execution.strategy_params),
@@ -236,6 +235,7 @@ def run_config_for(execution: Execution) -> dict:
         "pollen.min-clients": int(execution.min_clients),
         "pollen.rounds": int(execution.total_rounds - (execution.resume_from_round or 0)),
         "pollen.round-offset": int(execution.resume_from_round or 0),
+        "pollen.dp": json.dumps((execution.privacy or {}).get("differential_privacy") or {}),
     }
     return flat
 
@@ -295,7 +295,8 @@ def _drive_builtin_app(execution: Execution, observer: ExecutionObserver) -> Non
 
     offset = execution.resume_from_round or 0
     run_config = run_config_for(execution)
-    grid = InProcessGrid(client_app=builtin_app.client_app, nodes=nodes_for(execution), run_config=run_config,
+    grid = InProcessGrid(client_app=builtin_app.client_app_for(run_config), nodes=nodes_for(execution),
+                         run_config=run_config,
                          run_id=flower_run_id(execution), observer=observer, round_offset=offset)
     grid.initial_arrays = None
     if offset:

@@ -10,7 +10,7 @@ from core.exceptions import ApplicationError, ValidationFailed
 from core.realtime import broadcast_on_commit
 from projects.models import Project
 from training.choices import TRANSITIONS, ControlRequest, ExecutionStatus
-from training.config import parse_training_config
+from training.config import parse_privacy, parse_training_config
 from training.models import Execution, Round
 
 
@@ -33,7 +33,8 @@ def _enqueue(execution: Execution) -> None:
 
 @transaction.atomic
 def execution_start(*, project: Project, user: User, config: dict | None, name: str = "",
-                    algorithm: str | None = None, strategy_params: dict | None = None) -> Execution:
+                    algorithm: str | None = None, strategy_params: dict | None = None,
+                    privacy: dict | None = None) -> Execution:
     """Create a pending execution from checked parameters and queue it for a worker (202).
 
     What trains: the project's uploaded Flower app when it has one (its latest upload, or
@@ -43,7 +44,8 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     checked = parse_training_config(config, project_configuration=project.configuration,
                                     algorithm=algorithm, strategy_params=strategy_params, upload=upload)
     checked.setdefault("source", "builtin")
-    execution = Execution.objects.create(
+    privacy_checked = parse_privacy(privacy, uploaded=upload is not None)
+    execution = Execution.objects.create(privacy=privacy_checked,
         project=project, created_by=user, name=name[:200], upload=upload,
         algorithm=checked["algorithm"], strategy_params=checked["strategy_params"],
         model_type=checked["model_type"], dataset=checked["dataset"],

@@ -170,19 +170,24 @@ class TrainingConfigSerializer(serializers.Serializer):
 
 
 class PrivacyConfigSerializer(serializers.Serializer):
-    """seed 001 ``privacyConfig``."""
+    """seed 001 ``privacyConfig``: differential privacy with Flower's clipping strategies. The
+    values are checked (and defaults filled) by training.config.parse_privacy."""
 
     differential_privacy = serializers.BooleanField(required=False, default=False)
-    epsilon = serializers.FloatField(required=False, min_value=0.0)
+    mode = serializers.ChoiceField(choices=["server", "client"], required=False,
+                                   help_text="Where updates are clipped: on the server or on each node")
+    clipping = serializers.ChoiceField(choices=["fixed", "adaptive"], required=False)
+    noise_multiplier = serializers.FloatField(required=False, min_value=0.0)
+    epsilon = serializers.FloatField(required=False, min_value=0.0, help_text="Privacy budget: the run stops "
+                                                                              "before spending more")
     delta = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     clipping_norm = serializers.FloatField(required=False, min_value=0.0)
     secure_aggregation = serializers.BooleanField(required=False, default=False)
 
     def validate(self, attrs):
-        # The engine does not apply either yet: accepting them would record a protection the run lacks.
-        for flag in ("differential_privacy", "secure_aggregation"):
-            if attrs.get(flag):
-                raise serializers.ValidationError({flag: f"{flag} is not available in this engine yet"})
+        # SecAgg+ is not in the engine yet: accepting it would record a protection the run lacks.
+        if attrs.get("secure_aggregation"):
+            raise serializers.ValidationError({"secure_aggregation": "secure_aggregation is not available yet"})
         return attrs
 
 

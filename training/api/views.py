@@ -86,7 +86,8 @@ class _TrainingViewSet(viewsets.GenericViewSet):
         project = project_selectors.project_get(user=request.user, project_id=data["project_id"], for_write=True)
         execution = services.execution_start(project=project, user=request.user, config=data["config"],
                                              name=data.get("name", ""), algorithm=data.get("algorithm"),
-                                             strategy_params=data.get("strategy_params"))
+                                             strategy_params=data.get("strategy_params"),
+                                             privacy=data.get("privacy_config"))
         # Where Celery runs eagerly the run may be over already: answer with what is true now.
         return self._execution(execution.pk)
 

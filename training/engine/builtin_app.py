@@ -15,7 +15,9 @@ from functools import lru_cache
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
 from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp import strategy as flwr_strategies
 
 from training.engine.datasets import load_dataset, partition
 from training.engine.models import build_model
@@ -71,10 +73,6 @@ def _float_metrics(metrics: dict) -> dict:
 
 
 # ---- ClientApp ---------------------------------------------------------------------------------
-client_app = ClientApp()
-
-
-@client_app.train()
 def train(msg: Message, context: Context) -> Message:
     (x, y), _ = node_data(context.run_config, context.node_config)
     model = new_model(context.run_config)
@@ -94,18 +92,63 @@ def train(msg: Message, context: Context) -> Message:
     )
     metrics = {f"train_{k}" if k != "num_examples" else "num-examples": v for k, v in _float_metrics(metrics).items()}
     metrics["num-examples"] = int(len(y))
+    # Differential privacy is accounted per node: every node's update weighs the same.
+    metrics["unit-weight"] = 1
     return Message(RecordDict({"arrays": ArrayRecord(model.get_weights()), "metrics": MetricRecord(metrics)}),
                    reply_to=msg)
 
 
-@client_app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     _, (x, y) = node_data(context.run_config, context.node_config)
     model = new_model(context.run_config)
     model.set_weights(msg.content["arrays"].to_numpy_ndarrays())
     metrics = {f"eval_{k}": v for k, v in _float_metrics(model.evaluate(x, y)).items() if k != "num_examples"}
     metrics["num-examples"] = int(len(y))
+    metrics["unit-weight"] = 1
     return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+
+
+def _client_app(mods: list | None = None) -> ClientApp:
+    app = ClientApp()
+    app.train(mods=mods)(train)
+    app.evaluate()(evaluate)
+    return app
+
+
+client_app = _client_app()
+# Client-side differential privacy: each node clips its update before it leaves (Flower's mods).
+client_app_fixed_clipping = _client_app([fixedclipping_mod])
+client_app_adaptive_clipping = _client_app([adaptiveclipping_mod])
+
+
+def client_app_for(run_config: dict) -> ClientApp:
+    dp = json.loads(_conf(run_config, "dp", "{}"))
+    if dp.get("mode") == "client":
+        return client_app_adaptive_clipping if dp.get("clipping") == "adaptive" else client_app_fixed_clipping
+    return client_app
+
+
+def with_differential_privacy(strategy, dp: dict, num_nodes: int):
+    """Wrap ``strategy`` in Flower's DP strategy named by ``dp`` (mode server|client, clipping
+    fixed|adaptive), with an RDP accountant that reports epsilon for ``dp["delta"]``."""
+    from flwr.serverapp import NeighboringRelation, PrivacyConfig, RdpAccountant, SamplingMethod
+
+    mode, clipping = dp.get("mode", "server"), dp.get("clipping", "fixed")
+    name = f"DifferentialPrivacy{'ServerSide' if mode == 'server' else 'ClientSide'}" \
+           f"{'Adaptive' if clipping == 'adaptive' else 'Fixed'}Clipping"
+    cls = getattr(flwr_strategies, name)
+    kwargs = {"noise_multiplier": float(dp["noise_multiplier"]), "num_sampled_clients": num_nodes}
+    if clipping == "adaptive":
+        kwargs["initial_clipping_norm"] = float(dp.get("clipping_norm", 0.1))
+    else:
+        kwargs["clipping_norm"] = float(dp["clipping_norm"])
+        kwargs["accountant"] = RdpAccountant(PrivacyConfig(
+            target_delta=float(dp.get("delta", 1e-5)), population_size=num_nodes,
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+            max_epsilon=dp.get("max_epsilon"),
+        ))
+    return cls(strategy, **kwargs)
 
 
 # ---- ServerApp ---------------------------------------------------------------------------------
@@ -127,14 +170,22 @@ def main(grid: Grid, context: Context) -> None:
         model.set_weights(arrays.to_numpy_ndarrays())
         metrics = {k: v for k, v in _float_metrics(model.evaluate(dataset.x_test, dataset.y_test)).items()
                    if k != "num_examples"}
+        accountant = getattr(strategy, "accountant", None)
+        if accountant is not None and accountant.num_releases:
+            spent = accountant.get_privacy_spent()
+            metrics.update({"epsilon": float(spent.epsilon), "delta": float(spent.delta)})
         if observer is not None and hasattr(observer, "on_server_evaluation"):
             observer.on_server_evaluation(server_round + offset, arrays, metrics)
         return MetricRecord(metrics)
 
     num_nodes = len(list(grid.get_node_ids()))
+    dp = json.loads(_conf(run_config, "dp", "{}"))
     strategy = build_strategy(_conf(run_config, "algorithm", "fedavg"),
                               json.loads(_conf(run_config, "strategy-params", "{}")),
-                              num_nodes=num_nodes, min_nodes=int(_conf(run_config, "min-clients", num_nodes)))
+                              num_nodes=num_nodes, min_nodes=int(_conf(run_config, "min-clients", num_nodes)),
+                              weighted_by_key="unit-weight" if dp.get("enabled") else None)
+    if dp.get("enabled"):
+        strategy = with_differential_privacy(strategy, dp, num_nodes)
     strategy.start(
         grid=grid,
         initial_arrays=initial,

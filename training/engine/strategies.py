@@ -111,7 +111,8 @@ def validate_params(name: str, params: dict | None) -> dict:
     return {key: spec.params[key].check(f"strategy_params.{key}", value) for key, value in params.items()}
 
 
-def build_strategy(name: str, params: dict | None, *, num_nodes: int, min_nodes: int | None = None):
+def build_strategy(name: str, params: dict | None, *, num_nodes: int, min_nodes: int | None = None,
+                   weighted_by_key: str | None = None):
     """A flwr strategy for ``num_nodes`` nodes. ``min_nodes`` (default: all of them) sets the
     minimum nodes needed to train and evaluate unless the params say otherwise."""
     key = resolve(name)
@@ -120,4 +121,6 @@ def build_strategy(name: str, params: dict | None, *, num_nodes: int, min_nodes:
     floor = min(min_nodes or num_nodes, num_nodes)
     defaults = {"min_train_nodes": floor, "min_evaluate_nodes": floor, "min_available_nodes": floor}
     cls = getattr(flwr_strategies, spec.cls_name)
+    if weighted_by_key is not None:
+        defaults["weighted_by_key"] = weighted_by_key
     return cls(**{**defaults, **checked})

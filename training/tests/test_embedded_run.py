@@ -134,3 +134,42 @@ def test_resuming_gives_the_same_model_as_an_uninterrupted_run(django_capture_on
 
     for a, b in zip(final_weights(whole), final_weights(interrupted)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode,clipping", [("server", "fixed"), ("client", "fixed"), ("server", "adaptive"),
+                                           ("client", "adaptive")])
+def test_differential_privacy_trains_and_reports_the_privacy_spent(django_capture_on_commit_callbacks, mode,
+                                                                   clipping):
+    owner = UserFactory()
+    project = ProjectFactory(owner=owner, configuration={})
+    with django_capture_on_commit_callbacks(execute=True):
+        execution = services.execution_start(
+            project=project, user=owner,
+            config={"rounds": 4, "clients": 5, "model_type": "logistic", "dataset": "digits", "seed": 2},
+            privacy={"differential_privacy": True, "mode": mode, "clipping": clipping, "noise_multiplier": 0.1,
+                     "clipping_norm": 2.0, "delta": 1e-5},
+        )
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.privacy["differential_privacy"]["enabled"] is True
+    rounds = list(execution.rounds.order_by("number"))
+    assert rounds[-1].server_metrics["accuracy"] > 0.5
+    if clipping == "fixed":
+        epsilons = [r.server_metrics["epsilon"] for r in rounds]
+        assert all(b > a for a, b in zip(epsilons, epsilons[1:])), epsilons  # spent grows each round
+        assert all(r.server_metrics["delta"] == pytest.approx(1e-5) for r in rounds)
+
+
+def test_an_epsilon_budget_is_refused_from_the_start_when_invalid(django_capture_on_commit_callbacks):
+    from core.exceptions import ApplicationError
+
+    owner = UserFactory()
+    project = ProjectFactory(owner=owner, configuration={})
+    with pytest.raises(ApplicationError) as exc:
+        services.execution_start(project=project, user=owner, config={"dataset": "iris"},
+                                 privacy={"differential_privacy": True, "noise_multiplier": -1})
+    assert exc.value.details["field"] == "privacy_config.noise_multiplier"
+    with pytest.raises(ApplicationError) as exc:
+        services.execution_start(project=project, user=owner, config={"dataset": "iris"},
+                                 privacy={"secure_aggregation": True})
+    assert exc.value.details["field"] == "privacy_config.secure_aggregation"

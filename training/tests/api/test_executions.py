@@ -69,8 +69,10 @@ def test_parameters_may_also_be_given_at_the_top_level(owner_api, project):
     ({"config": "rounds=2"}, 422, "VALIDATION_ERROR", "config"),
     ({"algorithm": "fedmagic", "config": tiny_config()}, 422, "VALIDATION_ERROR", "algorithm"),
     ({"strategyParams": {"bogus": 1}, "config": tiny_config()}, 422, "VALIDATION_ERROR", "strategy_params.bogus"),
-    ({"privacyConfig": {"differential_privacy": True, "epsilon": 1.0}, "config": tiny_config()}, 422,
-     "VALIDATION_ERROR", "privacyConfig.differential_privacy"),
+    ({"privacyConfig": {"secure_aggregation": True}, "config": tiny_config()}, 422,
+     "VALIDATION_ERROR", "privacyConfig.secure_aggregation"),
+    ({"privacyConfig": {"differential_privacy": True, "noise_multiplier": -1}, "config": tiny_config()}, 422,
+     "VALIDATION_ERROR", "privacyConfig.noise_multiplier"),
     ({"config": tiny_config(clients=3, min_clients=5)}, 409, "FL002", "min_clients"),
 ])
 def test_a_parameter_that_cannot_be_used_is_named(owner_api, project, body, status, code, field):
@@ -80,6 +82,19 @@ def test_a_parameter_that_cannot_be_used_is_named(owner_api, project, body, stat
     error = assert_error(owner_api.post(EXECUTIONS, body), status, code)["error"]
     assert error["details"]["field"] == field, error
     assert not Execution.objects.exists()
+
+
+def test_differential_privacy_through_the_api_reports_epsilon(owner_api, project, django_capture_on_commit_callbacks):
+    body = {"project_id": str(project.pk), "config": tiny_config(),
+            "privacyConfig": {"differential_privacy": True, "noise_multiplier": 0.5, "clipping_norm": 2.0,
+                              "delta": 1e-5}}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_api.post(EXECUTIONS, body)
+    assert response.status_code == 202, response.content
+    execution = Execution.objects.get()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.privacy["differential_privacy"]["noise_multiplier"] == 0.5
+    assert execution.rounds.order_by("-number").first().server_metrics["epsilon"] > 0
 
 
 def test_a_body_that_is_not_an_object_is_refused(owner_api):
