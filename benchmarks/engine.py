@@ -2,30 +2,36 @@
 
     .venv/bin/python benchmarks/engine.py [--rounds 20] [--nodes 5] [--repeats 3] [--skip-simulation]
 
-1. Pollen against the bare strategy loop, model "cnn" (SmallCNN) on digits, fedavg, IID, local_epochs
-   1, batch 32, learning_rate 0.01, seed 0. Pollen: ``POST /api/v1/training/start`` with a JWT through
-   Django's test Client, in this process, on a fresh SQLite database in a temporary POLLEN_VAR_DIR,
-   with CELERY_TASK_ALWAYS_EAGER=true so the task (``run_execution``: round records, per-client
-   records, checkpoints, logs, events, heartbeat) runs inside the request; the clock stops when
-   ``GET /api/v1/training/jobs/<id>`` says completed. Bare: the same builtin ServerApp/ClientApp over a
-   plain ``InProcessGrid`` with a no-op observer and no database. Both get the same run config (the
-   script checks it against ``run_config_for`` of the execution) and are alternated, after one
-   unmeasured one-round warm-up each; medians are reported. The same is shown for "logistic".
-2. Pollen against Flower's own simulation engine (Ray) on the same builtin app, model "logistic"
-   (numpy only, so the simulation venv needs no torch): ``flwr[simulation]`` is installed into a
-   separate venv (--sim-venv, default /tmp/bench-sim-venv; requirements-bench.txt), never into the
-   project's .venv, and ``flwr.simulation.run_simulation`` runs there in a child process. If Ray
-   cannot be installed or run, a line says so and why, and the rest goes on.
+1. Pollen against the bare strategy loop: model "cnn" (SmallCNN, Adam) on digits, fedavg, IID,
+   local_epochs 1, batch 32, learning_rate 0.01, seed 0, and the same for "logistic" (numpy, SGD lr
+   0.1). Pollen: ``POST /api/v1/training/start`` with a JWT through Django's test Client, in this
+   process, on a fresh SQLite database in a temporary POLLEN_VAR_DIR (migrated by the script), with
+   CELERY_TASK_ALWAYS_EAGER=true so the task (``run_execution``: round and per-client records,
+   checkpoints, logs, events, heartbeat) runs inside the request; the clock stops when
+   ``GET /api/v1/training/jobs/<id>`` says completed. Bare: the same builtin ServerApp and ClientApp
+   over a plain ``InProcessGrid`` with a no-op observer and no database. The run config of both is
+   the one Pollen builds (``run_config_for`` of a warm-up execution, checked key by key after every
+   measured run), Python's ``random`` (Flower's node sampling) is seeded alike before each run, and
+   the two alternate after an unmeasured one-round warm-up; medians are reported. One more Pollen
+   run, with timers inside, says where the extra time goes.
+2. Pollen against Flower's own simulation engine (Ray) on the same builtin app with the "logistic"
+   model (numpy only, so the simulation venv needs no torch). ``flwr[simulation]`` goes into a
+   separate venv (--sim-venv, default /tmp/bench-sim-venv, from requirements-bench.txt; created when
+   missing), never into the project's .venv, and ``flwr.simulation.run_simulation`` runs there in a
+   child process (this file again, with --sim-child), once with Flower's default resources (2 CPUs
+   per client: one actor) and once with 1 CPU per client (two actors). If Ray cannot be installed or
+   run, a line says so and why, and the rest goes on.
 3. Final test accuracy of centralised training on the pooled digits training split, for as many
    epochs as any sample sees in the federation (rounds x local_epochs), against federated IID.
 
-Prints the machine's load average first, then tables, and last ``RATIO pollen/bare = x.xx``
-(seconds per round, CNN, Pollen over bare).
+Prints the machine's load average first, then the tables, and last ``RATIO pollen/bare = x.xx``
+(seconds per round of the CNN run, Pollen over bare).
 """
 
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import statistics
@@ -239,6 +245,44 @@ def pollen_run(client, project_id, model: str, rounds: int, nodes: int, expected
     }
 
 
+def pollen_breakdown(client, project_id, model: str, rounds: int, nodes: int, config: dict) -> dict:
+    """One more Pollen run with timers around the runner's observer callbacks and the live-event
+    delivery, to say where Pollen's extra time goes. Not part of the medians."""
+    import functools
+
+    from core import realtime
+    from training import runner
+
+    spent: dict[str, float] = {}
+    targets = [(runner.ExecutionObserver, name, name) for name in
+               ("before_round", "on_replies", "on_global_arrays", "on_server_evaluation", "on_round_end")]
+    targets.append((realtime, "_send", "events"))
+    originals = []
+
+    def timed(owner, name, label):
+        original = getattr(owner, name)
+        originals.append((owner, name, original))
+
+        @functools.wraps(original)
+        def wrapper(*a, **k):
+            started = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+
+    try:
+        for owner, name, label in targets:
+            timed(owner, name, label)
+        result = pollen_run(client, project_id, model, rounds, nodes, expected_config=config)
+    finally:
+        for owner, name, original in reversed(originals):
+            setattr(owner, name, original)
+    return {**result, "spent": spent}
+
+
 # ---- centralised training -----------------------------------------------------------------------
 
 def central_accuracy(model: str, config: dict, nodes: int) -> dict:
@@ -406,6 +450,7 @@ def sim_child(spec_json: str) -> int:
                 result["failures"] = result.get("failures", 0) + int(match.group(2))
 
     logging.getLogger("flwr").addHandler(FailureCounter())
+    random.seed(int(config.get("pollen.seed", 0)))
     started = time.perf_counter()
     run_simulation(server_app=server_app, client_app=client_app, num_supernodes=spec["nodes"],
                    backend_config={"client_resources": {"num_cpus": spec["client_cpus"], "num_gpus": 0.0},
@@ -483,6 +528,7 @@ def main(argv=None) -> int:
             for i in range(args.repeats):
                 order = ("bare", "pollen") if i % 2 == 0 else ("pollen", "bare")
                 for engine in order:
+                    random.seed(MODELS[model]["seed"])  # Flower's FedAvg samples nodes with `random`
                     r = (bare_run(configs[model], nodes) if engine == "bare"
                          else pollen_run(client, project_id, model, rounds, nodes, expected_config=configs[model]))
                     results.setdefault((engine, model), []).append(r)
@@ -516,6 +562,19 @@ def main(argv=None) -> int:
         print(f"records per Pollen run: {rec['rounds']} rounds, {rec['checkpoints']} checkpoints, "
               f"{rec['round_clients']} per-client rows, {rec['logs']} log rows, {rec['events']} events")
         ratio = med("pollen", "cnn") / med("bare", "cnn")
+        random.seed(MODELS["cnn"]["seed"])
+        diag = pollen_breakdown(client, project_id, "cnn", rounds, nodes, configs["cnn"])
+        spent = diag["spent"]
+        callbacks = sum(v for k, v in spent.items() if k != "events")
+        extra = diag["seconds"] - med("bare", "cnn")
+        print(f"where Pollen's extra time goes (cnn; one more run, timed inside, not in the medians): "
+              f"{diag['seconds']:.2f} s total, {extra:.2f} s over the bare median, {extra / rounds * 1000:.0f} ms "
+              f"per round")
+        print(f"  the runner's observer callbacks: {callbacks:.2f} s ("
+              + ", ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]) if k != "events")
+              + f"); of all this, live-event delivery (core.realtime._send) {spent.get('events', 0.0):.2f} s")
+        print(f"  the rest (API request, run start and finish, records outside the callbacks, noise): "
+              f"{extra - callbacks:.2f} s")
 
         # 2. Flower's simulation engine.
         print()
@@ -551,6 +610,11 @@ def main(argv=None) -> int:
                           f"{med('bare', SIM_MODEL, 'accuracy'):>10.4f}")
                     print("(total: time to completion, for the simulation including Ray's start and stop; "
                           "loop: the ServerApp's strategy loop alone)")
+                    pollen_acc = med("pollen", SIM_MODEL, "accuracy")
+                    for label, sim in sims:
+                        gap = abs(sim["accuracy"] - pollen_acc) * 100
+                        print(f"flower-sim ({label}) final accuracy "
+                              + ("matches Pollen's" if gap < 0.5 else f"differs from Pollen's by {gap:.2f} points"))
                     for label, sim in sims:
                         print(f"RATIO pollen/flower-simulation ({SIM_MODEL}, {label}) = "
                               f"{pollen_s / sim['seconds']:.2f}   (loop only: pollen/flower-sim = "

@@ -55,8 +55,13 @@ def _send(groups: list[str], message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    for group in groups:
-        try:
-            async_to_sync(layer.group_send)(group, message)
-        except Exception:  # a broken layer loses live messages, never data
-            logger.warning("Could not deliver %s to %s", message["event"], group, exc_info=True)
+
+    async def send_all():
+        for group in groups:
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # a broken layer loses live messages, never data
+                logger.warning("Could not deliver %s to %s", message["event"], group, exc_info=True)
+
+    # One trip to the event loop for all groups, not one per group.
+    async_to_sync(send_all)()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import resource
 import shutil
 import subprocess
 import sys
@@ -65,18 +64,6 @@ def run_config_for_upload(execution: Execution) -> dict:
     return {k: v for k, v in run_config.items() if isinstance(v, (str, int, float, bool))}
 
 
-def _limits():
-    memory = settings.TRAINING_UPLOADED_APP_MEMORY_MB * 1024 * 1024
-    cpu = settings.TRAINING_UPLOADED_APP_CPU_SECONDS
-
-    def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-        os.setsid()
-
-    return apply
-
-
 def drive_uploaded_app(execution: Execution, observer) -> None:
     """Run the execution's uploaded app to its end; raise ExecutionInterrupted or an error."""
     from training.runner import flower_run_id, nodes_for
@@ -104,11 +91,15 @@ def _supervise(execution, observer, spec, workdir) -> None:
     from_child_r, from_child_w = os.pipe()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "SECRET", "REDIS", "CELERY"))}
     env.update({"POLLEN_PIPE_IN": str(to_child_r), "POLLEN_PIPE_OUT": str(from_child_w),
-                "PYTHONPATH": str(settings.BASE_DIR), "PYTHONUNBUFFERED": "1", "HOME": str(workdir)})
+                "PYTHONPATH": str(settings.BASE_DIR), "PYTHONUNBUFFERED": "1", "HOME": str(workdir),
+                "POLLEN_LIMIT_MEMORY_BYTES": str(settings.TRAINING_UPLOADED_APP_MEMORY_MB * 1024 * 1024),
+                "POLLEN_LIMIT_CPU_SECONDS": str(settings.TRAINING_UPLOADED_APP_CPU_SECONDS)})
+    # No preexec_fn: forking a threaded process (heartbeat, pipes) and running Python before exec
+    # can deadlock. The child applies its limits itself before it imports the app.
     process = subprocess.Popen(
         [sys.executable, "-m", "training.engine.isolated"], cwd=str(workdir), env=env,
         pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, preexec_fn=_limits(),
+        stderr=subprocess.STDOUT, start_new_session=True,
     )
     os.close(to_child_r)
     os.close(from_child_w)

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -67,6 +68,8 @@ class ExecutionObserver:
 
     def __init__(self, execution: Execution):
         self.execution = execution
+        # Who may see this execution's events: read once per run, not once per event.
+        self.audience = events.audience(execution)
         self.round_started: dict[int, float] = {}
         self.results: dict[tuple[int, str], list[ClientResult]] = {}
         self.server_metrics: dict[int, dict] = {}
@@ -99,7 +102,7 @@ class ExecutionObserver:
         self.log(f"Round {round_number}/{self.execution.total_rounds} started", round_number=round_number)
         with transaction.atomic():
             broadcast_on_commit("round.started", events.round_data(self.execution, round_number),
-                                events.audience(self.execution))
+                                self.audience)
 
     def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None:
         self.results.setdefault((round_number, phase), []).extend(results)
@@ -125,7 +128,7 @@ class ExecutionObserver:
                         broadcast_on_commit("client.update_received", {
                             **events.round_data(self.execution, round_number), "node_id": r.node_id,
                             "num_examples": r.num_examples, "metrics": r.metrics, "duration_ms": round(r.duration_ms, 2),
-                        }, events.audience(self.execution))
+                        }, self.audience)
 
     def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None:
         self._save_checkpoint(round_number, arrays, overwrite=False)
@@ -156,7 +159,7 @@ class ExecutionObserver:
         self.execution.metrics = latest
         self.log(f"Round {round_number} completed", round_number=round_number, data={"metrics": latest})
         self.flush_logs()
-        audience = events.audience(self.execution)
+        audience = self.audience
         with transaction.atomic():
             data = {**events.round_data(self.execution, round_number), "metrics": latest}
             broadcast_on_commit("model.aggregated", data, audience)
@@ -295,6 +298,9 @@ def _drive_builtin_app(execution: Execution, observer: ExecutionObserver) -> Non
 
     offset = execution.resume_from_round or 0
     run_config = run_config_for(execution)
+    # Flower's strategies sample and order nodes with the global random module: seed it so that a
+    # run is reproducible from its config alone.
+    random.seed(int(execution.config.get("seed", 0)) * 1_000_003 + offset)
     grid = InProcessGrid(client_app=builtin_app.client_app_for(run_config), nodes=nodes_for(execution),
                          run_config=run_config,
                          run_id=flower_run_id(execution), observer=observer, round_offset=offset)

@@ -9,14 +9,11 @@ from accounts.filters import ApiKeyFilterSet, UserFilterSet
 from accounts.models import ApiKey, User
 from accounts.api import serializers as s
 from accounts.roles import MANAGE_USERS
+from core.api.envelope import respond
 from core.api.permissions import RequiresPermission, request_permissions
 from core.api.throttles import AuthRateThrottle, GeneralRateThrottle
 
 
-def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(data, status=status_code)
-    response.message = message
-    return response
 
 
 class AuthViewSet(viewsets.GenericViewSet):
@@ -46,7 +43,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         data = s.RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.user_register(**data.validated_data)
-        return _respond(s.UserSerializer(user).data, message="Account created", status_code=201)
+        return respond(s.UserSerializer(user).data, message="Account created", status_code=201)
 
     @extend_schema(request=s.LoginInputSerializer, responses={200: s.TokenPairSerializer})
     @action(detail=False, methods=["post"])
@@ -58,14 +55,14 @@ class AuthViewSet(viewsets.GenericViewSet):
             password=data.validated_data["password"],
             address=AuthRateThrottle().get_ident(request),
         )
-        return _respond(tokens, message="Logged in")
+        return respond(tokens, message="Logged in")
 
     @extend_schema(request=s.RefreshInputSerializer, responses={200: s.TokenPairSerializer})
     @action(detail=False, methods=["post"])
     def refresh(self, request):
         data = s.RefreshInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        return _respond(services.tokens_refresh(**data.validated_data), message="Tokens refreshed")
+        return respond(services.tokens_refresh(**data.validated_data), message="Tokens refreshed")
 
     @extend_schema(request=s.LogoutInputSerializer, responses={200: None})
     @action(detail=False, methods=["post"])
@@ -74,7 +71,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         access = request.auth if getattr(request.auth, "token_type", None) == "access" else None
         services.auth_logout(user=request.user, refresh_token=data.validated_data["refresh_token"], access_token=access)
-        return _respond({"logged_out": True}, message="Logged out")
+        return respond({"logged_out": True}, message="Logged out")
 
     @extend_schema(methods=["GET"], responses={200: s.UserSerializer})
     @extend_schema(methods=["PATCH"], request=s.MeUpdateInputSerializer, responses={200: s.UserSerializer})
@@ -87,7 +84,7 @@ class AuthViewSet(viewsets.GenericViewSet):
             for field, value in data.validated_data.items():
                 setattr(user, field, value)
             user.save(update_fields=list(data.validated_data) or None)
-        return _respond(s.UserSerializer(user).data, message="Current user")
+        return respond(s.UserSerializer(user).data, message="Current user")
 
     @extend_schema(request=s.PasswordChangeInputSerializer, responses={200: None})
     @action(detail=False, methods=["post"], url_path="password/change")
@@ -95,7 +92,7 @@ class AuthViewSet(viewsets.GenericViewSet):
         data = s.PasswordChangeInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.user_change_password(user=request.user, **data.validated_data)
-        return _respond({"password_changed": True}, message="Password changed; log in again")
+        return respond({"password_changed": True}, message="Password changed; log in again")
 
 
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
@@ -121,7 +118,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         key, raw = services.api_key_create(user=request.user, granted=request_permissions(request),
                                            **data.validated_data)
         body = dict(s.ApiKeySerializer(key).data, key=raw)
-        return _respond(body, message="API key created; the key is shown only once", status_code=201)
+        return respond(body, message="API key created; the key is shown only once", status_code=201)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, *args, **kwargs):
@@ -132,14 +129,14 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         key = services.api_key_revoke(key=self.get_object())
-        return _respond(s.ApiKeySerializer(key).data, message="API key revoked")
+        return respond(s.ApiKeySerializer(key).data, message="API key revoked")
 
     @extend_schema(request=None, responses={201: s.ApiKeyCreatedSerializer})
     @action(detail=True, methods=["post"])
     def rotate(self, request, pk=None):
         key, raw = services.api_key_rotate(key=self.get_object(), granted=request_permissions(request))
         body = dict(s.ApiKeySerializer(key).data, key=raw)
-        return _respond(body, message="API key rotated; the old key no longer works", status_code=201)
+        return respond(body, message="API key rotated; the old key no longer works", status_code=201)
 
 
 class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -160,14 +157,14 @@ class RoleViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data.is_valid(raise_exception=True)
         role = services.role_create(**{k: data.validated_data[k] for k in ("name", "permissions")},
                                     description=data.validated_data.get("description", ""))
-        return _respond(s.RoleSerializer(role).data, message="Role created", status_code=201)
+        return respond(s.RoleSerializer(role).data, message="Role created", status_code=201)
 
     @extend_schema(request=s.RoleUpdateInputSerializer, responses={200: s.RoleSerializer})
     def partial_update(self, request, name=None):
         data = s.RoleUpdateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         role = services.role_update(role=self.get_object(), **data.validated_data)
-        return _respond(s.RoleSerializer(role).data, message="Role updated")
+        return respond(s.RoleSerializer(role).data, message="Role updated")
 
 
 class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -190,7 +187,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         data = s.UserRolesInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.user_set_roles(actor=request.user, user=self.get_object(), role_names=data.validated_data["roles"])
-        return _respond(s.UserSerializer(user).data, message="Roles updated")
+        return respond(s.UserSerializer(user).data, message="Roles updated")
 
     @extend_schema(request=None, responses={200: s.UserSerializer})
     @action(detail=True, methods=["post"])
@@ -198,4 +195,4 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         user = self.get_object()
         services.user_unlock(user=user)
         user.refresh_from_db()
-        return _respond(s.UserSerializer(user).data, message="Account unlocked")
+        return respond(s.UserSerializer(user).data, message="Account unlocked")

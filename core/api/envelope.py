@@ -28,3 +28,12 @@ def error_envelope(code: str, message: str, details: Any = None) -> dict:
         "timestamp": now_iso(),
         "request_id": current_request_id(),
     }
+
+
+def respond(data: Any, *, message: str, status_code: int = 200):
+    """A DRF Response whose envelope carries ``message`` (the renderer wraps ``data``)."""
+    from rest_framework.response import Response
+
+    response = Response(data, status=status_code)
+    response.message = message
+    return response

@@ -9,6 +9,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from accounts.models import User
+from core.api.envelope import respond
 from core.api.permissions import RequiresPermission
 from core.api.throttles import GeneralRateThrottle, UploadRateThrottle
 from core.exceptions import ApplicationError, NotFound
@@ -33,10 +34,6 @@ def _refuse_oversized_body(request, limit: int) -> None:
                                details={"field": "file", "reason": "too_large", "limit": limit})
 
 
-def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(data, status=status_code)
-    response.message = message
-    return response
 
 
 class ProjectViewSet(viewsets.GenericViewSet):
@@ -84,10 +81,10 @@ class ProjectViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         project = services.project_create(owner=request.user, **data.validated_data)
         project = selectors.project_get(user=request.user, project_id=project.pk)
-        return _respond(s.ProjectSerializer(project).data, message="Project created", status_code=201)
+        return respond(s.ProjectSerializer(project).data, message="Project created", status_code=201)
 
     def retrieve(self, request, pk=None):
-        return _respond(s.ProjectSerializer(self._project()).data, message="Project")
+        return respond(s.ProjectSerializer(self._project()).data, message="Project")
 
     @extend_schema(request=s.ProjectUpdateInputSerializer, responses={200: s.ProjectSerializer})
     def update(self, request, pk=None):
@@ -103,7 +100,7 @@ class ProjectViewSet(viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         services.project_update(project=project, **data.validated_data)
         project = selectors.project_get(user=request.user, project_id=project.pk)
-        return _respond(s.ProjectSerializer(project).data, message="Project updated")
+        return respond(s.ProjectSerializer(project).data, message="Project updated")
 
     @extend_schema(responses={204: None})
     def destroy(self, request, pk=None):
@@ -120,7 +117,7 @@ class ProjectViewSet(viewsets.GenericViewSet):
         data = s.ProjectUploadInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = services.project_upload(project=project, uploaded_by=request.user, file=data.validated_data["file"])
-        return _respond(s.ProjectUploadSerializer(upload).data, message="Flower app uploaded and validated",
+        return respond(s.ProjectUploadSerializer(upload).data, message="Flower app uploaded and validated",
                         status_code=201)
 
     @extend_schema(responses={200: s.ProjectUploadSerializer(many=True)})
@@ -134,7 +131,7 @@ class ProjectViewSet(viewsets.GenericViewSet):
     @action(detail=True, methods=["get"], url_path=r"uploads/(?P<upload_id>[0-9a-f-]{36})")
     def upload_detail(self, request, pk=None, upload_id=None):
         upload = selectors.project_upload_get(project=self._project(), upload_id=upload_id)
-        return _respond(s.ProjectUploadSerializer(upload).data, message="Upload")
+        return respond(s.ProjectUploadSerializer(upload).data, message="Upload")
 
     @extend_schema(responses={(200, "application/zip"): bytes})
     @action(detail=True, methods=["get"], url_path=r"uploads/(?P<upload_id>[0-9a-f-]{36})/download")
@@ -163,7 +160,7 @@ class ProjectViewSet(viewsets.GenericViewSet):
         if user is None:
             raise NotFound("User not found")
         member = services.project_member_set(project=project, user=user, access=data.validated_data["access"])
-        return _respond(s.ProjectMemberSerializer(member).data, message="Member saved", status_code=201)
+        return respond(s.ProjectMemberSerializer(member).data, message="Member saved", status_code=201)
 
     @extend_schema(responses={204: None})
     @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_id>[0-9a-f-]{36})")

@@ -11,8 +11,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.response import Response
 
+from core.api.envelope import respond
 from core.api.permissions import RequiresPermission
 from core.api.throttles import GeneralRateThrottle, TrainingRateThrottle
 from core.exceptions import NotFound, ValidationFailed
@@ -48,10 +48,6 @@ STOP_RESPONSES = {200: s.ExecutionSerializer, 202: OpenApiResponse(s.ExecutionSe
                   **CONFLICT, **UNPROCESSABLE}
 
 
-def _respond(data, *, message: str, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(data, status=status_code)
-    response.message = message
-    return response
 
 
 def _stop_status(execution: Execution) -> int:
@@ -137,12 +133,12 @@ class ExecutionViewSet(_TrainingViewSet):
                    responses={202: OpenApiResponse(s.ExecutionSerializer, description=ACCEPTED), **UNPROCESSABLE})
     def create(self, request):
         execution = self._start(request)
-        return _respond(s.ExecutionSerializer(execution).data, message="Training execution queued",
+        return respond(s.ExecutionSerializer(execution).data, message="Training execution queued",
                         status_code=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[EXECUTION_ID])
     def retrieve(self, request, pk=None):
-        return _respond(s.ExecutionSerializer(self._execution(pk)).data, message="Training execution")
+        return respond(s.ExecutionSerializer(self._execution(pk)).data, message="Training execution")
 
     @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionUpdateInputSerializer,
                    responses={200: s.ExecutionSerializer, **UNPROCESSABLE})
@@ -158,7 +154,7 @@ class ExecutionViewSet(_TrainingViewSet):
         execution = self._execution(pk, for_write=True)
         data = s.validated_input(s.ExecutionUpdateInputSerializer, request.data)
         execution = services.execution_update(execution=execution, name=data["name"])
-        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution updated")
+        return respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution updated")
 
     @extend_schema(parameters=[EXECUTION_ID], request=None, responses=STOP_RESPONSES,
                    summary="Cancel (stop) an execution",
@@ -167,7 +163,7 @@ class ExecutionViewSet(_TrainingViewSet):
                                "current round.")
     def destroy(self, request, pk=None):
         execution = self._stop(self._execution(pk, for_write=True), {"reason": "cancelled"})
-        return _respond(s.ExecutionSerializer(execution).data, message="Training execution cancelled",
+        return respond(s.ExecutionSerializer(execution).data, message="Training execution cancelled",
                         status_code=_stop_status(execution))
 
     @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionStatusInputSerializer, responses=STOP_RESPONSES,
@@ -181,7 +177,7 @@ class ExecutionViewSet(_TrainingViewSet):
         wanted = data["status"]
         if wanted == ExecutionStatus.STOPPED:
             execution = self._stop(execution, data)
-            return _respond(s.ExecutionSerializer(execution).data, message="Stop requested",
+            return respond(s.ExecutionSerializer(execution).data, message="Stop requested",
                             status_code=_stop_status(execution))
         if wanted == ExecutionStatus.SUSPENDED:
             execution = services.execution_suspend(execution=execution, reason=data.get("reason", ""))
@@ -190,7 +186,7 @@ class ExecutionViewSet(_TrainingViewSet):
             execution = services.execution_resume(execution=execution, from_round=data.get("from_round"),
                                                   adjust_config=data.get("adjust_config"))
             message = "Training execution resumed"
-        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message=message,
+        return respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message=message,
                         status_code=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionStopInputSerializer, responses=STOP_RESPONSES,
@@ -201,7 +197,7 @@ class ExecutionViewSet(_TrainingViewSet):
     def stop(self, request, pk=None):
         execution = self._execution(pk, for_write=True)
         execution = self._stop(execution, s.validated_input(s.ExecutionStopInputSerializer, request.data))
-        return _respond(s.ExecutionSerializer(execution).data, message="Stop requested",
+        return respond(s.ExecutionSerializer(execution).data, message="Stop requested",
                         status_code=_stop_status(execution))
 
     @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionSuspendInputSerializer,
@@ -213,7 +209,7 @@ class ExecutionViewSet(_TrainingViewSet):
         execution = self._execution(pk, for_write=True)
         data = s.validated_input(s.ExecutionSuspendInputSerializer, request.data)
         execution = services.execution_suspend(execution=execution, reason=data.get("reason", ""))
-        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Suspend requested",
+        return respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Suspend requested",
                         status_code=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[EXECUTION_ID], request=s.ExecutionResumeInputSerializer,
@@ -228,7 +224,7 @@ class ExecutionViewSet(_TrainingViewSet):
         data = s.validated_input(s.ExecutionResumeInputSerializer, request.data)
         execution = services.execution_resume(execution=execution, from_round=data.get("from_round"),
                                               adjust_config=data.get("adjust_config"))
-        return _respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution "
+        return respond(s.ExecutionSerializer(self._execution(execution.pk)).data, message="Training execution "
                         "resumed", status_code=status.HTTP_202_ACCEPTED)
 
     # ---- rounds ----------------------------------------------------------------------------------
@@ -241,14 +237,14 @@ class ExecutionViewSet(_TrainingViewSet):
     @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)", filterset_class=None)
     def round_detail(self, request, pk=None, number=None):
         round_obj = selectors.execution_round_get(execution=self._execution(pk), number=number)
-        return _respond(s.RoundSerializer(round_obj).data, message="Training round")
+        return respond(s.RoundSerializer(round_obj).data, message="Training round")
 
     @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER], responses={200: s.RoundMetricsDetailSerializer})
     @action(detail=True, methods=["get"], url_path=r"rounds/(?P<number>[0-9]+)/metrics", filterset_class=None)
     def round_metrics(self, request, pk=None, number=None):
         round_obj = selectors.execution_round_get(execution=self._execution(pk), number=number)
         clients = selectors.round_clients(round_obj=round_obj)
-        return _respond(s.RoundMetricsDetailSerializer.build(round_obj, clients), message="Round metrics")
+        return respond(s.RoundMetricsDetailSerializer.build(round_obj, clients), message="Round metrics")
 
     @extend_schema(parameters=[EXECUTION_ID, ROUND_NUMBER, CHECKSUM_HEADER], responses={
         (200, "application/octet-stream"): OpenApiResponse(
@@ -278,7 +274,7 @@ class ExecutionViewSet(_TrainingViewSet):
     @action(detail=False, methods=["get"], url_path=r"rounds/(?P<round_id>[0-9]+)", filterset_class=None)
     def round_by_id(self, request, round_id=None):
         round_obj = selectors.round_get_by_id(user=request.user, round_id=round_id)
-        return _respond(s.RoundSerializer(round_obj).data, message="Training round")
+        return respond(s.RoundSerializer(round_obj).data, message="Training round")
 
     @extend_schema(parameters=[ROUND_ID], responses={200: s.RoundClientSerializer(many=True)},
                    summary="Participating clients of a round by id (seed 004)",
@@ -294,7 +290,7 @@ class ExecutionViewSet(_TrainingViewSet):
     def metrics(self, request, pk=None):
         execution = self._execution(pk)
         rounds = selectors.execution_rounds(execution=execution)
-        return _respond(s.ExecutionMetricsSerializer.build(execution, rounds), message="Execution metrics")
+        return respond(s.ExecutionMetricsSerializer.build(execution, rounds), message="Execution metrics")
 
     @extend_schema(parameters=[EXECUTION_ID], responses={200: s.ExecutionLogSerializer(many=True)})
     @action(detail=True, methods=["get"], filterset_class=ExecutionLogFilterSet)
@@ -360,7 +356,7 @@ class TrainingJobViewSet(_TrainingViewSet):
     @action(detail=False, methods=["post"])
     def start(self, request):
         execution = self._start(request)
-        return _respond(s.TrainingJobStartSerializer(execution).data, message="Training job queued",
+        return respond(s.TrainingJobStartSerializer(execution).data, message="Training job queued",
                         status_code=status.HTTP_202_ACCEPTED)
 
     @extend_schema(parameters=[JOB_ID], responses={200: s.TrainingJobSerializer},
@@ -369,7 +365,7 @@ class TrainingJobViewSet(_TrainingViewSet):
     def job(self, request, job_id=None):
         execution = self._execution(job_id)
         eta = selectors.execution_estimated_completion(execution=execution)
-        return _respond(s.TrainingJobSerializer(execution, context={"estimated_completion": eta}).data,
+        return respond(s.TrainingJobSerializer(execution, context={"estimated_completion": eta}).data,
                         message="Training job")
 
     @extend_schema(parameters=[JOB_ID], request=s.ExecutionStopInputSerializer,
@@ -381,5 +377,5 @@ class TrainingJobViewSet(_TrainingViewSet):
     def stop(self, request, job_id=None):
         execution = self._execution(job_id, for_write=True)
         execution = self._stop(execution, s.validated_input(s.ExecutionStopInputSerializer, request.data))
-        return _respond(s.TrainingJobStopSerializer(execution).data, message="Training job stop requested",
+        return respond(s.TrainingJobStopSerializer(execution).data, message="Training job stop requested",
                         status_code=_stop_status(execution))

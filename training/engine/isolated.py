@@ -67,7 +67,20 @@ class PipeObserver:
         self.send("round_end", round=round_number)
 
 
+def apply_limits() -> None:
+    """Memory (address space) and CPU-time limits, set before any of the app's code is imported."""
+    import resource
+
+    memory = int(os.environ.get("POLLEN_LIMIT_MEMORY_BYTES", "0"))
+    cpu = int(os.environ.get("POLLEN_LIMIT_CPU_SECONDS", "0"))
+    if memory:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    if cpu:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+
+
 def main() -> int:
+    apply_limits()
     out = os.fdopen(int(os.environ["POLLEN_PIPE_OUT"]), "w", buffering=1)
     inp = os.fdopen(int(os.environ["POLLEN_PIPE_IN"]), "r")
     spec = json.loads(inp.readline())

@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if settings.POLLEN_ENVIRONMENT == "production":
             raise CommandError("seed_demo creates well-known passwords; it refuses to run in production")
-        admin = self._user(*ADMIN, roles=["admin"], staff=True)
+        self._user(*ADMIN, roles=["admin"], staff=True)
         demo = self._user(*DEMO, roles=["user"], staff=False)
         project, created = Project.objects.get_or_create(
             owner=demo, name="Digits federation",
