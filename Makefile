@@ -41,6 +41,7 @@ check-deploy: setup
 
 bench: setup-dev
 	$(BIN)/python benchmarks/api_list.py
+	$(BIN)/python benchmarks/engine.py
 
 clean:
 	rm -rf $(VENV) var
