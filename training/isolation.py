@@ -58,8 +58,7 @@ def run_config_for_upload(execution: Execution) -> dict:
     """The app's own ``[tool.flwr.app.config]`` with Pollen's overrides: ``config.rounds`` sets
     ``num-server-rounds``; ``config.run_config`` overrides any other key."""
     run_config = dict(execution.upload.app_config or {})
-    if "num-server-rounds" in run_config or "rounds" not in execution.config.get("run_config", {}):
-        run_config["num-server-rounds"] = int(execution.total_rounds)
+    run_config["num-server-rounds"] = int(execution.total_rounds - (execution.resume_from_round or 0))
     run_config.update(execution.config.get("run_config") or {})
     return {k: v for k, v in run_config.items() if isinstance(v, (str, int, float, bool))}
 
@@ -78,6 +77,8 @@ def drive_uploaded_app(execution: Execution, observer) -> None:
             "nodes": {str(k): v for k, v in nodes_for(execution).items()},
             "run_config": run_config_for_upload(execution),
             "run_id": flower_run_id(execution),
+            "round_offset": int(execution.resume_from_round or 0),
+            "resume_arrays": _checkpoint_text(execution),
         }
         observer.log(f"Running uploaded app {execution.upload.app_name or execution.upload.original_name} "
                      f"({execution.upload.checksum[:12]}) with {spec['run_config']}")
@@ -193,3 +194,19 @@ def _dispatch(message: dict, observer, to_child, execution):
     if kind == "done":
         return ("done",)
     return None
+
+
+def _checkpoint_text(execution: Execution) -> str | None:
+    """The checkpoint to resume from, as the child expects it (base64 .npz), or None."""
+    import base64
+
+    from training.models import Round
+
+    if not execution.resume_from_round:
+        return None
+    checkpoint = Round.objects.filter(execution=execution, number=execution.resume_from_round).exclude(
+        checkpoint="").first()
+    if checkpoint is None:
+        raise UploadedAppFailed(f"There is no checkpoint of round {execution.resume_from_round} to resume from")
+    with checkpoint.checkpoint.open("rb") as fh:
+        return base64.b64encode(fh.read()).decode("ascii")

@@ -131,9 +131,6 @@ def execution_resume(*, execution: Execution, from_round: int | None = None,
     (the last one by default) with optional parameter changes (seed 001 ``fromRound``, ``adjustConfig``)."""
     execution = Execution.objects.select_for_update().get(pk=execution.pk)
     checkpoints = Round.objects.filter(execution=execution).exclude(checkpoint="")
-    if execution.upload_id:
-        # An uploaded app chooses its own initial model; it restarts from the beginning.
-        from_round = 0
     if from_round is None:
         latest = checkpoints.order_by("-number").first()
         from_round = latest.number if latest else 0

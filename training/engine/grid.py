@@ -119,6 +119,9 @@ class InProcessGrid(Grid):
         self._results: dict[str, ClientResult] = {}
         self.current_round = 0
         self.completed_round = round_offset
+        # Resuming an app that builds its own initial model: the first training message carries
+        # this checkpoint instead, so the run continues where it stopped.
+        self.resume_arrays: ArrayRecord | None = None
 
     # ---- Flower's Grid interface -------------------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -158,6 +161,12 @@ class InProcessGrid(Grid):
             self._close_round()
             self.observer.before_round(round_number)
             self.current_round = round_number
+        if phase == "train" and self.resume_arrays is not None and messages[0].has_content():
+            for message in messages:
+                keys = list(message.content.array_records)
+                if keys:
+                    message.content[keys[0]] = self.resume_arrays
+            self.resume_arrays = None
         arrays = _first_arrays(messages[0].content) if messages[0].has_content() else None
         if arrays is not None:
             # What the server sends is the global model: at evaluate time the one of this round,

@@ -94,7 +94,11 @@ def main() -> int:
         client_app = load_component(spec["clientapp"])
         nodes = {int(k): v for k, v in spec["nodes"].items()}
         grid = InProcessGrid(client_app=client_app, nodes=nodes, run_config=spec["run_config"],
-                             run_id=spec["run_id"], observer=observer, round_offset=0)
+                             run_id=spec["run_id"], observer=observer, round_offset=int(spec.get("round_offset", 0)))
+        if spec.get("resume_arrays"):
+            from flwr.app import ArrayRecord
+
+            grid.resume_arrays = ArrayRecord(decode_arrays(spec["resume_arrays"]))
         server_identity(spec["run_id"])
         server_app(grid, server_context(spec["run_id"], spec["run_config"]))
         grid.finish()

@@ -104,3 +104,27 @@ def test_a_legacy_flower_app_with_server_fn_and_numpyclient_trains(django_captur
     execution = _run(owner, project, {"rounds": 2, "clients": 3}, django_capture_on_commit_callbacks)
     assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
     assert execution.rounds.filter(status="completed").count() == 2
+
+
+def test_an_uploaded_app_resumes_from_a_rounds_checkpoint(django_capture_on_commit_callbacks):
+    from training.models import Execution, Round
+    from training.runner import npz_to_arrays
+
+    owner, project = _project_with_app(demo_app_zip())
+    execution = _run(owner, project, {"rounds": 4, "clients": 3}, django_capture_on_commit_callbacks)
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    with execution.rounds.get(number=2).checkpoint.open("rb") as fh:
+        round_two = npz_to_arrays(fh.read()).to_numpy_ndarrays()
+    Round.objects.filter(execution=execution, number__gt=2).delete()
+    Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.STOPPED, current_round=2)
+    execution.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.execution_resume(execution=execution, from_round=2)
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    rounds = list(execution.rounds.order_by("number"))
+    assert [r.number for r in rounds] == [1, 2, 3, 4]
+    # round 3 started from round 2's model: its loss continues the descent instead of restarting
+    losses = [r.evaluate_metrics["eval_loss"] for r in rounds]
+    assert losses[2] < losses[0] and losses[3] < losses[1], losses
+    assert round_two[0].shape == (8,)
