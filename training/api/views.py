@@ -6,7 +6,7 @@ visibility: someone else's execution is 404 ``FL001``) and change state through
 ``training.services`` (which own transitions: an impossible one is 409).
 """
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
@@ -17,6 +17,7 @@ from core.api.permissions import RequiresPermission
 from core.api.throttles import GeneralRateThrottle, TrainingRateThrottle
 from core.exceptions import NotFound, ValidationFailed
 from projects import selectors as project_selectors
+from training import metrics as metric_reads
 from training import selectors, services
 from training.api import serializers as s
 from training.choices import ExecutionStatus
@@ -379,3 +380,94 @@ class TrainingJobViewSet(_TrainingViewSet):
         execution = self._stop(execution, s.validated_input(s.ExecutionStopInputSerializer, request.data))
         return respond(s.TrainingJobStopSerializer(execution).data, message="Training job stop requested",
                         status_code=_stop_status(execution))
+
+
+# ---- /fl/metrics -----------------------------------------------------------------------------------
+
+METRIC_QUERY = [
+    OpenApiParameter("executionId", str, required=True, description="The execution (also execution_id)"),
+    OpenApiParameter("metrics", str, description="Comma-separated metric names, e.g. loss,accuracy"),
+    OpenApiParameter("aggregation", str, description="mean, sum, max or min over rounds (default mean)"),
+]
+
+
+class MetricsViewSet(_TrainingViewSet):
+    """seed 001/004 Performance Monitoring: per-round metric series of an execution."""
+
+    required_permissions = {"*": METRICS_READ}
+
+    def _requested_execution(self, source) -> Execution:
+        execution_id = source.get("executionId") or source.get("execution_id")
+        if not execution_id:
+            raise ValidationFailed("executionId is required", field="executionId", http_status=422)
+        return self._execution(execution_id)
+
+    def _series(self, names: list[str] | None):
+        execution = self._requested_execution(self.request.query_params)
+        rows = metric_reads.series(execution, selectors.execution_rounds(execution=execution), names)
+        return execution, rows
+
+    def _family(self, family: str):
+        execution, rows = self._series(list(metric_reads.FAMILIES[family]))
+        aggregation = self.request.query_params.get("aggregation", "mean")
+        return respond({"execution_id": str(execution.pk), "metric": family, "rounds": rows,
+                        "summary": metric_reads.summary(rows, aggregation), "aggregation": aggregation},
+                       message=f"{family} by round")
+
+    @extend_schema(parameters=METRIC_QUERY, responses={200: dict})
+    @action(detail=False, methods=["get"])
+    def training(self, request):
+        names = [n.strip() for n in request.query_params.get("metrics", "").split(",") if n.strip()] or None
+        execution, rows = self._series(names)
+        aggregation = request.query_params.get("aggregation", "mean")
+        return respond({"execution_id": str(execution.pk), "status": execution.status, "rounds": rows,
+                        "summary": metric_reads.summary(rows, aggregation), "aggregation": aggregation},
+                       message="Training metrics by round")
+
+    @extend_schema(parameters=METRIC_QUERY, responses={200: dict})
+    @action(detail=False, methods=["get"])
+    def loss(self, request):
+        return self._family("loss")
+
+    @extend_schema(parameters=METRIC_QUERY, responses={200: dict})
+    @action(detail=False, methods=["get"])
+    def accuracy(self, request):
+        return self._family("accuracy")
+
+    @extend_schema(parameters=METRIC_QUERY, responses={200: dict})
+    @action(detail=False, methods=["get"], url_path="precision-recall")
+    def precision_recall(self, request):
+        return self._family("precision-recall")
+
+    @extend_schema(parameters=METRIC_QUERY, responses={200: dict})
+    @action(detail=False, methods=["get"])
+    def f1(self, request):
+        return self._family("f1")
+
+    @extend_schema(parameters=METRIC_QUERY[:1], responses={200: dict})
+    @action(detail=False, methods=["get"], url_path="data-distribution")
+    def data_distribution(self, request):
+        execution = self._requested_execution(request.query_params)
+        return respond({"execution_id": str(execution.pk), **metric_reads.data_distribution(execution)},
+                       message="Data distribution across nodes")
+
+    @extend_schema(request=dict, responses={(200, "text/csv"): bytes, (200, "application/json"): bytes})
+    @action(detail=False, methods=["post"])
+    def export(self, request):
+        data = request.data if isinstance(request.data, dict) else {}
+        ids = data.get("executionIds") or data.get("execution_ids") or (
+            [data.get("executionId") or data.get("execution_id")] if (data.get("executionId") or data.get("execution_id")) else [])
+        if not isinstance(ids, list) or not ids:
+            raise ValidationFailed("executionId (or executionIds) is required", field="executionIds", http_status=422)
+        names = data.get("metrics") or None
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValidationFailed("metrics must be a list of names", field="metrics", http_status=422)
+        rows = []
+        for execution_id in ids[:50]:
+            execution = self._execution(execution_id)
+            rows.append((execution, metric_reads.series(execution, selectors.execution_rounds(execution=execution),
+                                                        names)))
+        body, content_type, ext = metric_reads.export(rows, str(data.get("format", "csv")))
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="metrics.{ext}"'
+        return response
