@@ -94,6 +94,10 @@ class ExecutionObserver:
         control = Execution.objects.filter(pk=self.execution.pk).values_list("control", flat=True).first()
         if control in (ControlRequest.STOP, ControlRequest.SUSPEND):
             raise ExecutionInterrupted(control, round_number - 1)
+        target, reached = target_accuracy(self.execution), latest_accuracy(self.execution.metrics)
+        if target is not None and reached is not None and reached >= target:
+            self.log(f"Target accuracy {target} reached ({reached:.4f}) after round {round_number - 1}")
+            raise ExecutionInterrupted(CONVERGED, round_number - 1)
         self.round_started[round_number] = time.monotonic()
         Round.objects.update_or_create(
             execution=self.execution, number=round_number,
@@ -276,15 +280,38 @@ def run_execution(execution_id) -> str | None:
         else:
             _drive_builtin_app(execution, observer)
     except ExecutionInterrupted as interrupt:
-        outcome = ExecutionStatus.SUSPENDED if interrupt.action == ControlRequest.SUSPEND else ExecutionStatus.STOPPED
+        outcome = {ControlRequest.SUSPEND: ExecutionStatus.SUSPENDED, CONVERGED: ExecutionStatus.COMPLETED}.get(
+            interrupt.action, ExecutionStatus.STOPPED)
     except Exception as exc:  # the run failed; the reason is kept for the user, the trace for us
         logger.exception("Execution %s failed", execution.pk)
         outcome, error = ExecutionStatus.FAILED, f"{exc.__class__.__name__}: {exc}"
     finally:
         heartbeat.stop()
     observer.flush_logs()
-    return finish_execution(execution.pk, outcome, error_code="FL003" if error else "", error_message=error or "",
+    error_code = "FL003" if error else ""
+    target, reached = target_accuracy(execution), latest_accuracy(observer.execution.metrics)
+    if outcome == ExecutionStatus.COMPLETED and target is not None and (reached is None or reached < target):
+        outcome, error_code = ExecutionStatus.FAILED, "FL008"
+        error = (f"Did not converge: accuracy {reached if reached is None else round(reached, 4)} after "
+                 f"{observer.execution.current_round} rounds is below the target {target}")
+    return finish_execution(execution.pk, outcome, error_code=error_code, error_message=error or "",
                             cpu_seconds=time.process_time() - cpu_started)
+
+
+CONVERGED = "converged"
+
+
+def target_accuracy(execution: Execution) -> float | None:
+    value = (execution.config or {}).get("target_accuracy")
+    return float(value) if value is not None else None
+
+
+def latest_accuracy(metrics: dict) -> float | None:
+    """The accuracy a target is judged on: the server's held-out evaluation, else the clients'."""
+    for key in ("accuracy", "eval_accuracy"):
+        if isinstance(metrics.get(key), (int, float)):
+            return float(metrics[key])
+    return None
 
 
 def nodes_for(execution: Execution) -> dict[int, dict]:

@@ -173,3 +173,20 @@ def test_an_epsilon_budget_is_refused_from_the_start_when_invalid(django_capture
         services.execution_start(project=project, user=owner, config={"dataset": "iris"},
                                  privacy={"secure_aggregation": True})
     assert exc.value.details["field"] == "privacy_config.secure_aggregation"
+
+
+def test_a_reached_target_accuracy_ends_the_run_early(django_capture_on_commit_callbacks):
+    execution = _start(django_capture_on_commit_callbacks, rounds=10, clients=3, model_type="logistic",
+                       dataset="iris", seed=1, target_accuracy=0.6)
+    assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert execution.current_round < 10
+    assert execution.metrics["accuracy"] >= 0.6
+    assert ExecutionLog.objects.filter(execution=execution, message__contains="Target accuracy").exists()
+
+
+def test_a_target_not_reached_fails_with_fl008(django_capture_on_commit_callbacks):
+    execution = _start(django_capture_on_commit_callbacks, rounds=1, clients=3, model_type="logistic",
+                       dataset="digits", seed=1, learning_rate=0.001, target_accuracy=0.99)
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_code == "FL008" and "below the target 0.99" in execution.error_message
+    assert execution.current_round == 1  # the rounds it did are kept
