@@ -5,7 +5,6 @@ then upload a real Flower app and find it in the project's uploads table.
 """
 
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from accounts.models import Role
 from accounts.roles import BUILTIN_ROLES
 from accounts.tests.factories import PASSWORD, UserFactory
 from projects.models import Project, ProjectUpload
+from projects.tests.archives import flower_files, make_zip
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -28,40 +28,12 @@ pytestmark = [
 ]
 pytest.importorskip("selenium", reason="selenium comes with requirements-dev.txt")
 
-PYPROJECT = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "mypkg"
-version = "1.0.0"
-dependencies = ["flwr[simulation]>=1.15"]
-
-[tool.flwr.app]
-publisher = "pollen-tests"
-
-[tool.flwr.app.components]
-serverapp = "mypkg.server_app:app"
-clientapp = "mypkg.client_app:app"
-
-[tool.flwr.app.config]
-num-server-rounds = 3
-"""
-
-APP_FILES = {
-    "pyproject.toml": PYPROJECT,
-    "mypkg/__init__.py": '"""mypkg: a Flower app."""\n',
-    "mypkg/server_app.py": "from flwr.server import ServerApp\n\napp = ServerApp()\n",
-    "mypkg/client_app.py": "from flwr.client import ClientApp\n\napp = ClientApp()\n",
-    "mypkg/task.py": "def load_data():\n    return [], []\n",
-}
+# The upload tests' Flower app (Flower's own layout), without its README: five files.
+APP_FILES = {name: text for name, text in flower_files("", {"README.md": None}).items()}
 
 
 def write_flower_app(path: Path) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, text in APP_FILES.items():
-            zf.writestr(f"mypkg-app/{name}", text)
+    path.write_bytes(make_zip({f"mypkg-app/{name}": text for name, text in APP_FILES.items()}))
     return path
 
 

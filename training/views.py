@@ -9,9 +9,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from core.exceptions import ApplicationError, ValidationFailed
@@ -172,7 +172,7 @@ def execution_detail(request, pk):
         "chart": {"rounds": _chart_points(rounds), "total_rounds": execution.total_rounds},
         "live": {"executionId": str(execution.pk), "status": execution.status,
                  "roundsUrl": _rounds_api(execution),
-                 "statusUrl": reverse("execution-status", kwargs={"pk": execution.pk})},
+                 "renderedAt": timezone.now().isoformat()},
         "actions": actions if can_control else (),
         # shown by execution.js when the worker picks a pending run up, without a reload
         "actions_when_running": ("suspend",) if can_control and actions and execution.status == ExecutionStatus.PENDING else (),
@@ -183,14 +183,6 @@ def execution_detail(request, pk):
     })
 
 
-@login_required
-def execution_status(request, pk):
-    """The page's catch-up read: events sent between rendering the page and subscribing to the
-    socket are not replayed, so execution.js asks once per subscription where the run stands."""
-    _require(request, READ)
-    execution = _execution_or_404(request, pk)
-    return JsonResponse({"status": execution.status, "current_round": execution.current_round,
-                         "total_rounds": execution.total_rounds})
 
 
 def _control(request, pk, act: Callable[[Execution], str]):

@@ -186,17 +186,9 @@
     if (!reloading) { reloading = true; window.location.reload(); }
   }
 
-  // Events sent between drawing the page and subscribing are not replayed: ask where the run stands.
-  function catchUp() {
-    if (!window.fetch) { return; }
-    window.fetch(live.statusUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
-      .then(function (response) { return response.ok ? response.json() : null; })
-      .then(function (state) {
-        if (!state || state.status === shownStatus) { return; }
-        if (state.status === "pending" || state.status === "running") { setStatus(state.status); } else { reload(); }
-      })
-      .catch(function () { /* the socket's events still come */ });
-  }
+  // Replay from here on every (re)subscription: what happened since the page was drawn, or since
+  // the last event this page saw, is sent again by the server.
+  var since = live.renderedAt;
 
   function handle(payload) {
     var data = payload.data || {};
@@ -205,9 +197,10 @@
       reload();  // the page as the server draws it is the truth once the run has ended
       return;
     }
-    if (name === "subscribed") {
-      catchUp();
-    } else if (name === "execution.started") {
+    if (payload.timestamp && name !== "subscribed" && name !== "connection.established") {
+      since = payload.timestamp;
+    }
+    if (name === "execution.started") {
       setStatus("running");
       logLine("Execution started");
     } else if (name === "round.started") {
@@ -241,7 +234,8 @@
       socket.send(JSON.stringify({
         action: "subscribe",
         events: ["round.*", "execution.*", "metrics.updated", "client.update_received"],
-        filters: {executionId: live.executionId}
+        filters: {executionId: live.executionId},
+        since: since
       }));
     });
     socket.addEventListener("message", function (message) {

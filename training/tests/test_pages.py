@@ -431,15 +431,3 @@ def test_project_page_links_to_training(web, project):
     html = _html(web.get(f"/projects/{project.pk}/"))
     assert f'href="/projects/{project.pk}/train/"' in html
     assert "Earlier run" in html
-
-
-def test_the_status_read_for_the_page_script(web, client, project):
-    execution = _start(project)
-    _set_status(execution, ExecutionStatus.RUNNING, current_round=1)
-    r = web.get(f"/training/{execution.pk}/status/")
-    assert r.status_code == 200
-    assert r.json() == {"status": "running", "current_round": 1, "total_rounds": 2}
-    other = _start(ProjectFactory(configuration={}))
-    assert web.get(f"/training/{other.pk}/status/").status_code == 404
-    web.logout()
-    assert web.get(f"/training/{execution.pk}/status/").status_code == 302
