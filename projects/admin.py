@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from projects.models import Project, ProjectMember, ProjectUpload
+from core.exceptions import ApplicationError
+from projects.models import Project, ProjectDataset, ProjectMember, ProjectUpload
 
 
 class ProjectMemberInline(admin.TabularInline):
@@ -20,6 +21,17 @@ class ProjectUploadInline(admin.TabularInline):
         return False
 
 
+class ProjectDatasetInline(admin.TabularInline):
+    model = ProjectDataset
+    extra = 0
+    can_delete = False
+    fields = ["name", "original_name", "rows", "target_column", "task", "sha256", "uploaded_by", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "owner", "status", "created_at", "updated_at"]
@@ -27,7 +39,7 @@ class ProjectAdmin(admin.ModelAdmin):
     search_fields = ["name", "description", "owner__username"]
     list_select_related = ["owner"]
     autocomplete_fields = ["owner"]
-    inlines = [ProjectMemberInline, ProjectUploadInline]
+    inlines = [ProjectMemberInline, ProjectUploadInline, ProjectDatasetInline]
 
 
 @admin.register(ProjectUpload)
@@ -50,3 +62,32 @@ class ProjectMemberAdmin(admin.ModelAdmin):
     search_fields = ["project__name", "user__username"]
     list_select_related = ["project", "user"]
     autocomplete_fields = ["project", "user"]
+
+
+@admin.register(ProjectDataset)
+class ProjectDatasetAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "task", "rows", "target_column", "size", "uploaded_by", "created_at"]
+    list_filter = ["task", "created_at"]
+    search_fields = ["name", "original_name", "sha256", "project__name"]
+    list_select_related = ["project", "uploaded_by"]
+    readonly_fields = [f.name for f in ProjectDataset._meta.fields]
+
+    def has_add_permission(self, request):
+        # Files are validated on the way in; the upload form and API are the only doors.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, [obj])
+
+    def delete_queryset(self, request, queryset):
+        # Through the service: it keeps a data set an unfinished execution trains on, and removes the file.
+        from projects.services import project_dataset_delete
+
+        for dataset in queryset:
+            try:
+                project_dataset_delete(dataset=dataset)
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)

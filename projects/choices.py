@@ -17,3 +17,13 @@ class UploadStatus(models.TextChoices):
 
 class ValidationStatus(models.TextChoices):
     VALID = "valid", "Valid"
+
+
+class DatasetTask(models.TextChoices):
+    CLASSIFICATION = "classification", "Classification"
+    REGRESSION = "regression", "Regression"
+
+
+class ColumnType(models.TextChoices):
+    NUMERIC = "numeric", "Numeric"
+    CATEGORICAL = "categorical", "Categorical"

@@ -1,6 +1,6 @@
 from django import forms
 
-from projects.choices import MemberAccess, ProjectStatus
+from projects.choices import DatasetTask, MemberAccess, ProjectStatus
 
 
 class ProjectForm(forms.Form):
@@ -66,3 +66,31 @@ class MemberForm(forms.Form):
     username = forms.CharField(max_length=150, widget=forms.TextInput(
         attrs={"placeholder": "Username", "aria-label": "Username of the new member"}))
     access = forms.ChoiceField(choices=MemberAccess.choices, widget=forms.Select(attrs={"aria-label": "Access"}))
+
+
+class DatasetUploadForm(forms.Form):
+    # Not required by the field itself: a file cut off at the size limit must say so, not "required".
+    file = forms.FileField(label="CSV file", required=False, allow_empty_file=True,
+                           help_text="UTF-8, a header row, numeric feature columns, at least 10 rows",
+                           widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"}))
+    name = forms.CharField(max_length=200, required=False, help_text="Default: the file's name")
+    target_column = forms.CharField(max_length=200, required=False, label="Target column",
+                                    help_text="The column to predict; default: the last one")
+    task = forms.ChoiceField(choices=[("", "Infer from the target"), *DatasetTask.choices], required=False)
+
+    def __init__(self, *args, too_large: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.too_large = too_large
+
+    def clean_file(self):
+        if self.too_large:
+            raise forms.ValidationError(self.too_large)
+        file = self.cleaned_data.get("file")
+        if not file:
+            raise forms.ValidationError("Choose a CSV file.")
+        return file
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {"file": data["file"], "name": data["name"], "target_column": data["target_column"] or None,
+                "task": data["task"] or None}

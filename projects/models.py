@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from core.models import TimeStampedModel, UUIDModel
-from projects.choices import MemberAccess, ProjectStatus, UploadStatus, ValidationStatus
+from projects.choices import DatasetTask, MemberAccess, ProjectStatus, UploadStatus, ValidationStatus
 
 
 class Project(UUIDModel, TimeStampedModel):
@@ -68,3 +68,46 @@ class ProjectUpload(UUIDModel):
 
     def __str__(self):
         return f"{self.original_name} ({self.checksum[:12]})"
+
+
+def dataset_path(instance, filename):
+    # The client's filename is kept in ``original_name`` only, never used as a path.
+    return f"projects/{instance.project_id}/datasets/{instance.id}.csv"
+
+
+class ProjectDataset(UUIDModel):
+    """A validated CSV data set: stored as uploaded, with what validation learnt of it. Every
+    feature column is numeric; ``target_column`` is what the models learn to predict."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    file = models.FileField(upload_to=dataset_path, max_length=255)
+    original_name = models.CharField(max_length=255)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the file as uploaded")
+    rows = models.PositiveIntegerField()
+    columns = models.JSONField(default=list, help_text="Column names in file order")
+    column_types = models.JSONField(default=dict, help_text="Column name -> numeric or categorical")
+    column_stats = models.JSONField(default=dict, help_text="Numeric column name -> min, max, mean, std")
+    target_column = models.CharField(max_length=200)
+    task = models.CharField(max_length=20, choices=DatasetTask.choices)
+    num_classes = models.PositiveIntegerField(null=True, blank=True)
+    class_counts = models.JSONField(default=dict, blank=True, help_text="Class label -> rows (classification)")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
+                                    related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "project", name="project_dataset_unique_name"),
+        ]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self):
+        return f"{self.name} ({self.rows} rows, {self.task})"
+
+    @property
+    def training_name(self) -> str:
+        """How an execution config names this data set."""
+        return f"csv:{self.pk}"

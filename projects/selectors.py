@@ -9,7 +9,7 @@ from django.db.models import IntegerField
 from accounts.models import User
 from core.exceptions import Forbidden, NotFound
 from projects.choices import MemberAccess
-from projects.models import Project, ProjectMember, ProjectUpload
+from projects.models import Project, ProjectDataset, ProjectMember, ProjectUpload
 
 
 def visible_projects(user: User) -> QuerySet[Project]:
@@ -81,3 +81,52 @@ def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
 
 def recent_uploads(*, user: User) -> QuerySet[ProjectUpload]:
     return ProjectUpload.objects.filter(project__in=visible_projects(user)).select_related("project").order_by("-created_at")
+
+
+def project_datasets(*, project: Project) -> QuerySet[ProjectDataset]:
+    return project.datasets.select_related("uploaded_by").order_by("-created_at")
+
+
+def project_dataset_get(*, project: Project, dataset_id) -> ProjectDataset:
+    try:
+        dataset_id = uuid.UUID(str(dataset_id))
+    except ValueError:
+        raise NotFound("Data set not found")
+    dataset = project_datasets(project=project).filter(pk=dataset_id).first()
+    if dataset is None:
+        raise NotFound("Data set not found")
+    return dataset
+
+
+def datasets_for_projects(projects: QuerySet[Project]) -> QuerySet[ProjectDataset]:
+    """The data sets of ``projects`` (a training form's choices), with their project's name."""
+    return (ProjectDataset.objects.filter(project__in=projects).select_related("project")
+            .only("id", "name", "task", "rows", "project__id", "project__name").order_by("project__name", "name"))
+
+
+def dataset_for_run(*, project_id, dataset_id) -> ProjectDataset:
+    """The data set an execution of ``project_id`` trains on; FL006 if it has been deleted since."""
+    dataset = ProjectDataset.objects.filter(project_id=project_id, pk=dataset_id).only(
+        "id", "file", "target_column").first()
+    if dataset is None:
+        from core.exceptions import ApplicationError
+
+        raise ApplicationError("FL006", f"The CSV data set {dataset_id} this execution trains on has been deleted",
+                               details={"field": "dataset"})
+    return dataset
+
+
+def dataset_preview(*, dataset: ProjectDataset) -> dict:
+    """The first rows of a stored data set and a summary of each column."""
+    from projects.datasets import preview_rows
+
+    with dataset.file.open("rb") as fh:
+        rows = preview_rows(fh, dataset.column_types)
+    summary = {}
+    for column in dataset.columns:
+        kind = dataset.column_types.get(column)
+        summary[column] = {"type": kind, **dataset.column_stats.get(column, {})}
+        if column == dataset.target_column and dataset.class_counts:
+            summary[column]["class_counts"] = dataset.class_counts
+    return {"dataset_id": str(dataset.pk), "columns": dataset.columns, "target_column": dataset.target_column,
+            "task": dataset.task, "rows": rows, "total_rows": dataset.rows, "summary": summary}

@@ -11,4 +11,9 @@ urlpatterns = [
     path("projects/<uuid:pk>/upload/", views.project_upload, name="project-upload"),
     path("projects/<uuid:pk>/delete/", views.project_delete, name="project-delete"),
     path("projects/<uuid:pk>/members/", views.project_member_add, name="project-member-add"),
+    path("projects/<uuid:pk>/datasets/", views.project_dataset_upload, name="project-dataset-upload"),
+    path("projects/<uuid:pk>/datasets/<uuid:dataset_id>/", views.project_dataset_detail,
+         name="project-dataset-detail"),
+    path("projects/<uuid:pk>/datasets/<uuid:dataset_id>/delete/", views.project_dataset_delete,
+         name="project-dataset-delete"),
 ]

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import User
@@ -11,7 +12,8 @@ from core.exceptions import ApplicationError
 from core.permissions import has_permission
 from projects import selectors, services
 from projects.filters import ProjectFilterSet
-from projects.forms import MemberForm, ProjectEditForm, ProjectForm, UploadForm
+from projects.datasets import install_size_cap, too_large_error
+from projects.forms import DatasetUploadForm, MemberForm, ProjectEditForm, ProjectForm, UploadForm
 
 PAGE_SIZE = 20
 
@@ -90,19 +92,25 @@ def _project_or_404(request, pk, *, for_write=False):
         raise PermissionDenied(exc.message)
 
 
-@login_required
-def project_detail(request, pk):
-    _require_page(request, "read:projects")
-    project = _project_or_404(request, pk)
+def _detail_context(request, project, dataset_form=None) -> dict:
     can_write = _may(request.user, "write:projects") and selectors.can_write(request.user, project)
-    return render(request, "projects/detail.html", {
+    return {
         "project": project,
         "uploads": selectors.project_uploads(project=project)[:20],
+        "datasets": selectors.project_datasets(project=project)[:20],
         "members": selectors.project_members(project=project),
         "can_write": can_write,
         "upload_form": UploadForm(),
         "member_form": MemberForm(),
-    })
+        "dataset_form": dataset_form or DatasetUploadForm(),
+    }
+
+
+@login_required
+def project_detail(request, pk):
+    _require_page(request, "read:projects")
+    project = _project_or_404(request, pk)
+    return render(request, "projects/detail.html", _detail_context(request, project))
 
 
 @login_required
@@ -169,3 +177,64 @@ def project_member_add(request, pk):
     else:
         messages.error(request, "Give a username and an access level.")
     return redirect("project-detail", pk=project.pk)
+
+
+@login_required
+@require_POST
+@csrf_exempt
+def project_dataset_upload(request, pk):
+    # The size cap must be in place before the CSRF check reads the body; the check runs next.
+    cap = install_size_cap(request)
+    return _project_dataset_upload(request, pk, cap)
+
+
+@csrf_protect
+def _project_dataset_upload(request, pk, cap):
+    _require_page(request, "write:projects")
+    project = _project_or_404(request, pk, for_write=True)
+    form = DatasetUploadForm(request.POST, request.FILES, too_large=too_large_error().message if cap.exceeded else "")
+    if form.is_valid():
+        try:
+            dataset = services.project_dataset_create(project=project, uploaded_by=request.user,
+                                                      **form.service_kwargs())
+        except ApplicationError as exc:
+            _form_error(form, exc)
+        else:
+            messages.success(request, f"Data set “{dataset.name}” uploaded: {dataset.rows} rows, {dataset.task}.")
+            return redirect("project-dataset-detail", pk=project.pk, dataset_id=dataset.pk)
+    return render(request, "projects/detail.html", _detail_context(request, project, dataset_form=form))
+
+
+@login_required
+def project_dataset_detail(request, pk, dataset_id):
+    _require_page(request, "read:projects")
+    project = _project_or_404(request, pk)
+    dataset = _dataset_or_404(project, dataset_id)
+    return render(request, "projects/dataset_detail.html", {
+        "project": project, "dataset": dataset, "preview": selectors.dataset_preview(dataset=dataset),
+        "can_write": _may(request.user, "write:projects") and selectors.can_write(request.user, project),
+    })
+
+
+@login_required
+@require_POST
+def project_dataset_delete(request, pk, dataset_id):
+    _require_page(request, "write:projects")
+    project = _project_or_404(request, pk, for_write=True)
+    dataset = _dataset_or_404(project, dataset_id)
+    try:
+        services.project_dataset_delete(dataset=dataset)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("project-dataset-detail", pk=project.pk, dataset_id=dataset.pk)
+    messages.success(request, f"Data set “{dataset.name}” deleted.")
+    return redirect("project-detail", pk=project.pk)
+
+
+def _dataset_or_404(project, dataset_id):
+    from django.http import Http404
+
+    try:
+        return selectors.project_dataset_get(project=project, dataset_id=dataset_id)
+    except ApplicationError:
+        raise Http404("Data set not found")

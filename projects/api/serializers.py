@@ -2,8 +2,8 @@ import json
 
 from rest_framework import serializers
 
-from projects.choices import MemberAccess, ProjectStatus
-from projects.models import Project, ProjectMember, ProjectUpload
+from projects.choices import ColumnType, DatasetTask, MemberAccess, ProjectStatus
+from projects.models import Project, ProjectDataset, ProjectMember, ProjectUpload
 
 MAX_CONFIGURATION_BYTES = 32 * 1024
 
@@ -123,3 +123,64 @@ class ProjectUploadSerializer(serializers.ModelSerializer):
 
 class ProjectUploadInputSerializer(serializers.Serializer):
     file = serializers.FileField(allow_empty_file=True, help_text="A ZIP of a Flower app")
+
+
+class ColumnStatsSerializer(serializers.Serializer):
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+    mean = serializers.FloatField()
+    std = serializers.FloatField()
+
+
+class ProjectDatasetSerializer(serializers.ModelSerializer):
+    """A validated CSV data set. ``training_name`` is how an execution's config names it
+    (``"dataset": "csv:<id>"``)."""
+
+    project_id = serializers.UUIDField(read_only=True)
+    columns = serializers.ListField(child=serializers.CharField(), read_only=True)
+    column_types = serializers.DictField(child=serializers.ChoiceField(choices=ColumnType.choices), read_only=True)
+    column_stats = serializers.DictField(child=ColumnStatsSerializer(), read_only=True,
+                                         help_text="Numeric columns: min, max, mean and standard deviation")
+    class_counts = serializers.DictField(child=serializers.IntegerField(), read_only=True,
+                                         help_text="Rows per class of a classification target")
+    uploaded_by = serializers.CharField(source="uploaded_by.username", default=None, read_only=True)
+    training_name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ProjectDataset
+        fields = ["id", "project_id", "name", "original_name", "size", "sha256", "rows", "columns", "column_types",
+                  "column_stats", "target_column", "task", "num_classes", "class_counts", "training_name",
+                  "uploaded_by", "created_at"]
+        read_only_fields = fields
+
+
+class ProjectDatasetUploadInputSerializer(serializers.Serializer):
+    file = serializers.FileField(allow_empty_file=True, help_text="A UTF-8 CSV file with a header row")
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                 help_text="Unique in the project; default: the file's name without extension")
+    target_column = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                          help_text="The column to predict; default: the last column")
+    task = serializers.ChoiceField(choices=DatasetTask.choices, required=False, allow_blank=True,
+                                   help_text="Default: classification for an integer target with at most 50 "
+                                             "distinct values or a text target, else regression")
+
+
+class DatasetColumnSummarySerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=ColumnType.choices)
+    min = serializers.FloatField(required=False)
+    max = serializers.FloatField(required=False)
+    mean = serializers.FloatField(required=False)
+    std = serializers.FloatField(required=False)
+    class_counts = serializers.DictField(child=serializers.IntegerField(), required=False,
+                                         help_text="The target of a classification data set")
+
+
+class ProjectDatasetPreviewSerializer(serializers.Serializer):
+    dataset_id = serializers.UUIDField()
+    columns = serializers.ListField(child=serializers.CharField())
+    target_column = serializers.CharField()
+    task = serializers.ChoiceField(choices=DatasetTask.choices)
+    rows = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()),
+                                 help_text="The first 20 data rows: numbers, or text for a categorical target")
+    total_rows = serializers.IntegerField()
+    summary = serializers.DictField(child=DatasetColumnSummarySerializer(), help_text="Per column")

@@ -2,7 +2,8 @@ import uuid
 
 from django.conf import settings
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -12,11 +13,12 @@ from accounts.models import User
 from core.api.envelope import respond
 from core.api.permissions import RequiresPermission
 from core.api.throttles import GeneralRateThrottle, UploadRateThrottle
-from core.exceptions import ApplicationError, NotFound
+from core.exceptions import ApplicationError, NotFound, ValidationFailed
 from projects import selectors, services
 from projects.api import serializers as s
-from projects.filters import ProjectFilterSet
-from projects.models import Project
+from projects.datasets import install_size_cap, too_large_error
+from projects.filters import ProjectDatasetFilterSet, ProjectFilterSet
+from projects.models import Project, ProjectDataset
 
 READ, WRITE = "read:projects", "write:projects"
 # Room for the multipart boundaries and headers around the archive itself.
@@ -32,8 +34,6 @@ def _refuse_oversized_body(request, limit: int) -> None:
     if declared > limit:
         raise ApplicationError("PAYLOAD_TOO_LARGE", f"The upload is {declared} bytes; at most {limit} are accepted",
                                details={"field": "file", "reason": "too_large", "limit": limit})
-
-
 
 
 class ProjectViewSet(viewsets.GenericViewSet):
@@ -174,3 +174,90 @@ class ProjectViewSet(viewsets.GenericViewSet):
             raise NotFound("Member not found")
         services.project_member_remove(project=project, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _input_error(errors: dict) -> ValidationFailed:
+    """A form field's error in the data-set upload's shape: 422 naming the field."""
+    field, messages = next(iter(errors.items()))
+    message = str(messages[0]) if isinstance(messages, list) and messages else str(messages)
+    return ValidationFailed(f"{field}: {message}", details={"field": field, "reason": message}, http_status=422)
+
+
+@extend_schema(parameters=[OpenApiParameter("project_pk", OpenApiTypes.UUID, OpenApiParameter.PATH,
+                                            description="The project's id")])
+class ProjectDatasetViewSet(viewsets.GenericViewSet):
+    """CSV data sets of a project: uploaded and validated, listed, previewed, downloaded, deleted."""
+
+    serializer_class = s.ProjectDatasetSerializer
+    permission_classes = [RequiresPermission]
+    filterset_class = ProjectDatasetFilterSet
+    lookup_url_kwarg = "dataset_id"
+    lookup_value_regex = "[^/]+"
+    required_permissions = {"list": READ, "retrieve": READ, "preview": READ, "download": READ,
+                            "create": WRITE, "destroy": WRITE}
+
+    def initialize_request(self, request, *args, **kwargs):
+        request = super().initialize_request(request, *args, **kwargs)
+        if self.action == "create":
+            # Before anything reads the body: a file past the limit stops the multipart parser.
+            self.size_cap = install_size_cap(request._request)
+        return request
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return ProjectDataset.objects.none()
+        return selectors.project_datasets(project=self._project())
+
+    def get_throttles(self):
+        if self.action == "create":
+            return [UploadRateThrottle(), GeneralRateThrottle()]
+        return super().get_throttles()
+
+    def _project(self, *, for_write: bool = False):
+        return selectors.project_get(user=self.request.user, project_id=self.kwargs["project_pk"],
+                                     for_write=for_write)
+
+    def _dataset(self, *, for_write: bool = False):
+        return selectors.project_dataset_get(project=self._project(for_write=for_write),
+                                             dataset_id=self.kwargs["dataset_id"])
+
+    def list(self, request, project_pk=None):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(s.ProjectDatasetSerializer(page, many=True).data)
+
+    @extend_schema(request={"multipart/form-data": s.ProjectDatasetUploadInputSerializer},
+                   responses={201: s.ProjectDatasetSerializer})
+    def create(self, request, project_pk=None):
+        project = self._project(for_write=True)
+        _refuse_oversized_body(request, settings.PROJECT_DATASET_MAX_BYTES + UPLOAD_ENVELOPE_ALLOWANCE)
+        data = s.ProjectDatasetUploadInputSerializer(data=request.data)
+        valid = data.is_valid()
+        if self.size_cap.exceeded:
+            raise too_large_error()
+        if not valid:
+            raise _input_error(data.errors)
+        dataset = services.project_dataset_create(project=project, uploaded_by=request.user, **data.validated_data)
+        return respond(s.ProjectDatasetSerializer(dataset).data, message="Data set uploaded and validated",
+                       status_code=201)
+
+    def retrieve(self, request, project_pk=None, dataset_id=None):
+        return respond(s.ProjectDatasetSerializer(self._dataset()).data, message="Data set")
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, project_pk=None, dataset_id=None):
+        services.project_dataset_delete(dataset=self._dataset(for_write=True))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={200: s.ProjectDatasetPreviewSerializer})
+    @action(detail=True, methods=["get"])
+    def preview(self, request, project_pk=None, dataset_id=None):
+        return respond(selectors.dataset_preview(dataset=self._dataset()), message="Data set preview")
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request, project_pk=None, dataset_id=None):
+        dataset = self._dataset()
+        response = FileResponse(dataset.file.open("rb"), as_attachment=True, filename=dataset.original_name,
+                                content_type="text/csv")
+        response["X-Checksum-SHA256"] = dataset.sha256
+        return response

@@ -1,7 +1,7 @@
 import factory
 
 from accounts.tests.factories import UserFactory
-from projects.models import Project, ProjectMember, ProjectUpload
+from projects.models import Project, ProjectDataset, ProjectMember, ProjectUpload
 
 
 class ProjectFactory(factory.django.DjangoModelFactory):
@@ -38,3 +38,27 @@ class ProjectUploadFactory(factory.django.DjangoModelFactory):
     checksum = "0" * 64
     files = factory.LazyFunction(lambda: ["pyproject.toml", "mypkg/server_app.py"])
     components = factory.LazyFunction(lambda: {"serverapp": "mypkg.server_app:app"})
+
+
+class ProjectDatasetFactory(factory.django.DjangoModelFactory):
+    """A data-set row without a stored file behind it: for listing and query-count tests."""
+
+    class Meta:
+        model = ProjectDataset
+
+    project = factory.SubFactory(ProjectFactory)
+    uploaded_by = factory.LazyAttribute(lambda o: o.project.owner)
+    name = factory.Sequence(lambda n: f"cohort {n}")
+    file = factory.Sequence(lambda n: f"projects/none/datasets/{n}.csv")
+    original_name = factory.Sequence(lambda n: f"cohort{n}.csv")
+    size = 1000
+    sha256 = "0" * 64
+    rows = 100
+    columns = factory.LazyFunction(lambda: ["a", "b", "y"])
+    column_types = factory.LazyFunction(lambda: {"a": "numeric", "b": "numeric", "y": "categorical"})
+    column_stats = factory.LazyFunction(lambda: {"a": {"min": 0.0, "max": 1.0, "mean": 0.5, "std": 0.5},
+                                                 "b": {"min": 0.0, "max": 1.0, "mean": 0.5, "std": 0.5}})
+    target_column = "y"
+    task = "classification"
+    num_classes = 2
+    class_counts = factory.LazyFunction(lambda: {"0": 50, "1": 50})

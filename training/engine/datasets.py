@@ -12,11 +12,14 @@ partitioning turned out to be.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import math
-from collections.abc import Callable
+import os
+from array import array
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from sklearn import datasets as sk_datasets
@@ -33,7 +36,13 @@ TASKS = ("classification", "regression")
 PARTITION_METHODS = ("iid", "dirichlet", "shards")
 
 CSV_MAX_ROWS = 1_000_000
+CSV_MAX_COLUMNS = 1_000
 CSV_MIN_ROWS = 10
+CSV_MAX_NAME_LENGTH = 200
+CSV_MAX_CLASSES = 1_000
+# What a spreadsheet would run as a formula. Such a cell must still parse as a plain number
+# (+1.5, -2); otherwise it is rejected, never stored as a label.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # A target with more distinct integer values than this is more likely a count or an amount
 # than a class label, so it is treated as regression unless the caller says otherwise.
 CSV_MAX_INFERRED_CLASSES = 50
@@ -82,7 +91,8 @@ def load_dataset(
     target_column: str | None = None,
     task: str | None = None,
 ) -> Dataset:
-    """Load a built-in dataset, or a CSV file when ``name == "csv"``, split and standardised.
+    """Load a built-in dataset, or a CSV file (``name`` "csv" or ``csv_dataset_name``), split and
+    standardised.
 
     The split is stratified by class for classification and a plain shuffle for regression,
     both drawn from ``seed`` so the same arguments always give the same split. ``task`` may
@@ -94,10 +104,14 @@ def load_dataset(
     if task is not None and task not in TASKS:
         raise ValueError(f"Unknown task {task!r}; expected one of: {', '.join(TASKS)}.")
 
-    if name == "csv":
+    named_task = _csv_name_task(name)
+    if named_task is not None:
         if not csv_path or not target_column:
             raise ValueError('The "csv" dataset needs both csv_path and target_column.')
-        x, y, task, feature_names = _read_csv(csv_path, target_column, task)
+        if named_task and task is not None and task != named_task:
+            raise ValueError(f"Dataset {name!r} is a {named_task} dataset, not {task}.")
+        table = read_csv_table(csv_path, target_column=target_column, task=task or named_task or None)
+        x, y, task, feature_names = table.x, table.y, table.task, table.feature_names
         image_shape = None
     elif name in BUILTIN_DATASETS:
         if csv_path is not None or target_column is not None:
@@ -184,113 +198,258 @@ def _stratified_split(
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
 
 
-def _read_csv(
-    path: str, target_column: str, task: str | None
-) -> tuple[np.ndarray, np.ndarray, str, list[str]]:
-    """Parse a CSV file with a header row into numeric features and a target.
+class CsvError(ValueError):
+    """A CSV file that cannot be trained on, with where the problem is: ``reason`` (a short code),
+    the data ``row`` (1-based, blank lines not counted), the file ``line`` and the ``column``."""
 
-    Returns ``(x, y, task, feature_names)``. Every feature value must be a finite number.
-    The target may also be non-numeric text, which is then treated as class names.
+    def __init__(self, message: str, *, reason: str, row: int | None = None, line: int | None = None,
+                 column: str | None = None) -> None:
+        super().__init__(message)
+        self.reason, self.row, self.line, self.column = reason, row, line, column
+
+
+# eq=False: the generated __eq__ would compare numpy arrays and raise on truth testing.
+@dataclass(frozen=True, eq=False)
+class CsvTable:
+    """A parsed CSV file: float64 features (rows, columns - 1), the encoded target and its task.
+
+    ``classes`` names each label 0..k-1 of a classification target, as written in the file
+    (integer-valued numbers without a decimal point); ``line_numbers`` maps data rows to lines.
     """
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise ValueError(
-                f"CSV file {path!r} is empty; it needs a header row and at least {CSV_MIN_ROWS} data rows."
-            )
-        columns = [cell.strip() for cell in header]
-        duplicates = sorted({column for column in columns if columns.count(column) > 1})
-        if duplicates:
-            raise ValueError(f"CSV header repeats column names: {', '.join(duplicates)}.")
-        if target_column not in columns:
-            raise ValueError(
-                f"Target column {target_column!r} is not in the CSV header; columns are: {', '.join(columns)}."
-            )
-        if len(columns) < 2:
-            raise ValueError("CSV file has no feature columns besides the target.")
-        target_at = columns.index(target_column)
-        feature_names = [column for i, column in enumerate(columns) if i != target_at]
 
-        features: list[list[float]] = []
-        targets: list[str] = []
-        for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            row_number = len(features) + 1
-            if row_number > CSV_MAX_ROWS:
-                raise ValueError(f"CSV file has more than {CSV_MAX_ROWS:,} data rows.")
-            if len(row) != len(columns):
-                raise ValueError(
-                    f"CSV row {row_number} has {len(row)} values but the header has {len(columns)} columns."
-                )
-            values = []
-            for i, cell in enumerate(row):
-                if i == target_at:
-                    targets.append(cell.strip())
-                else:
-                    values.append(_parse_number(cell, columns[i], row_number))
-            features.append(values)
+    columns: list[str]
+    target_column: str
+    x: np.ndarray
+    y: np.ndarray
+    task: str
+    classes: list[str] | None
+    line_numbers: np.ndarray
 
-    if len(features) < CSV_MIN_ROWS:
-        raise ValueError(f"CSV file has {len(features)} data rows; at least {CSV_MIN_ROWS} are needed.")
-    x = np.asarray(features, dtype=np.float64)
-    y, task = _encode_target(targets, target_column, task)
-    return x, y, task, feature_names
+    @property
+    def feature_names(self) -> list[str]:
+        return [column for column in self.columns if column != self.target_column]
 
 
-def _parse_number(cell: str, column: str, row_number: int) -> float:
-    text = cell.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        shown = repr(text) if text else "an empty value"
-        raise ValueError(f"Column {column!r}, row {row_number}: {shown} is not a number.") from None
-    if not math.isfinite(value):
-        raise _not_finite(column, row_number, text)
-    return value
-
-
-def _not_finite(column: str, row_number: int, text: str) -> ValueError:
-    return ValueError(f"Column {column!r}, row {row_number}: {text!r} is not a finite number (NaN or infinity).")
-
-
-def _encode_target(targets: list[str], column: str, task: str | None) -> tuple[np.ndarray, str]:
-    """Turn the raw target strings into int64 labels 0..k-1 or float32 values, inferring the task if needed."""
-    numbers: list[float] | None = []
-    for row_number, text in enumerate(targets, start=1):
+def csv_lines(stream: BinaryIO) -> Iterator[str]:
+    """The lines of a byte stream as text: UTF-8 (a byte order mark is dropped), and no NUL byte,
+    which no text file holds. Raises ``CsvError`` naming the line otherwise."""
+    for number, raw in enumerate(iter(stream.readline, b""), start=1):
+        if number == 1:
+            if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise CsvError("The file is UTF-16 text; save it as UTF-8 CSV.", reason="not_utf8", line=1)
+            if raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+        if b"\x00" in raw:
+            raise CsvError(f"Line {number} holds a NUL byte: this is a binary file, not CSV text.",
+                           reason="binary", line=number)
         try:
-            value = float(text)
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CsvError(f"Line {number} is not UTF-8 text (byte {exc.start + 1} of the line); "
+                           "save the file as UTF-8 CSV.", reason="not_utf8", line=number) from None
+
+
+@contextmanager
+def _binary(source: str | os.PathLike | BinaryIO) -> Iterator[BinaryIO]:
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as handle:
+            yield handle
+    else:
+        yield source
+
+
+def csv_records(source: str | os.PathLike | BinaryIO) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of each non-blank record, header first. Nothing is evaluated: a
+    cell is text until a caller converts it."""
+    with _binary(source) as stream:
+        reader = csv.reader(csv_lines(stream), strict=True)
+        try:
+            for record in reader:
+                if any(cell.strip() for cell in record):
+                    yield reader.line_num, record
+        except csv.Error as exc:
+            line = max(reader.line_num, 1)
+            raise CsvError(f"Line {line} is not valid CSV: {exc}.", reason="bad_csv", line=line) from None
+
+
+def read_csv_table(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    target_column: str | None = None,
+    task: str | None = None,
+    max_rows: int | None = None,
+    max_columns: int | None = None,
+) -> CsvTable:
+    """Parse a CSV file with a header row into finite numeric features and a target.
+
+    The one parser for CSV data: the upload validator and the training engine both call it, so a
+    file that validates is a file that trains. ``target_column`` defaults to the last column;
+    ``task`` defaults to the inference of ``_encode_target``. The target may be text (class names);
+    every other cell must be a finite number. Raises ``CsvError`` (a ValueError) naming the row,
+    line and column of the first problem.
+    """
+    if task is not None and task not in TASKS:
+        raise CsvError(f"Unknown task {task!r}; expected one of: {', '.join(TASKS)}.", reason="bad_task")
+    max_rows = CSV_MAX_ROWS if max_rows is None else max_rows
+    max_columns = CSV_MAX_COLUMNS if max_columns is None else max_columns
+    with closing(csv_records(source)) as records:
+        return _parse_records(records, target_column, task, max_rows, max_columns)
+
+
+def _parse_records(records: Iterator[tuple[int, list[str]]], target_column: str | None, task: str | None,
+                   max_rows: int, max_columns: int) -> CsvTable:
+    header_line, header = next(records, (None, None))
+    if header is None:
+        raise CsvError(f"The CSV file is empty; it needs a header row and at least {CSV_MIN_ROWS} data rows.",
+                       reason="empty")
+    columns = _check_header([cell.strip() for cell in header], header_line, max_columns)
+    target_column = columns[-1] if target_column is None else target_column.strip()
+    if target_column not in columns:
+        raise CsvError(f"Target column {target_column!r} is not in the CSV header; columns are: "
+                       f"{', '.join(columns)}.", reason="unknown_target", column=target_column)
+    if len(columns) < 2:
+        raise CsvError("The CSV file has no feature columns besides the target.", reason="too_few_columns")
+    target_at = columns.index(target_column)
+    feature_names = [column for column in columns if column != target_column]
+
+    values = array("d")
+    lines = array("q")
+    targets: list[str] = []
+    labels: dict[str, str] = {}  # one string object per distinct label, however many rows repeat it
+    for line, record in records:
+        row = len(lines) + 1
+        if row > max_rows:
+            raise CsvError(f"The CSV file has more than {max_rows:,} data rows.", reason="too_many_rows",
+                           row=row, line=line)
+        if len(record) != len(columns):
+            raise CsvError(f"CSV row {row} has {len(record)} values but the header has {len(columns)} "
+                           f"columns (line {line}).", reason="ragged_row", row=row, line=line)
+        target = record.pop(target_at).strip()
+        try:
+            numbers = [float(cell) for cell in record]
+        except ValueError:
+            raise _not_a_number(record, feature_names, row, line) from None
+        if not target:
+            raise CsvError(f"Column {target_column!r}, row {row} (line {line}): the target is empty.",
+                           reason="missing_target", row=row, line=line, column=target_column)
+        if target.startswith(FORMULA_PREFIXES) and not _is_number(target):
+            raise CsvError(f"Column {target_column!r}, row {row} (line {line}): {target!r} looks like a "
+                           "spreadsheet formula; class names may not start with = + - @.",
+                           reason="formula", row=row, line=line, column=target_column)
+        values.extend(numbers)
+        lines.append(line)
+        targets.append(labels.setdefault(target, target) if len(labels) <= CSV_MAX_CLASSES else target)
+
+    if len(lines) < CSV_MIN_ROWS:
+        raise CsvError(f"The CSV file has {len(lines)} data rows; at least {CSV_MIN_ROWS} are needed.",
+                       reason="too_few_rows")
+    line_numbers = np.frombuffer(lines, dtype=np.int64)
+    x = np.frombuffer(values, dtype=np.float64).reshape(len(lines), len(feature_names))
+    finite = np.isfinite(x)
+    if not finite.all():
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise CsvError(f"Column {feature_names[col]!r}, row {row + 1} (line {line_numbers[row]}): "
+                       f"{x[row, col]!r} is not a finite number (NaN or infinity).", reason="not_finite",
+                       row=row + 1, line=int(line_numbers[row]), column=feature_names[col])
+    y, task, classes = _encode_target(targets, target_column, task, line_numbers)
+    return CsvTable(columns=columns, target_column=target_column, x=x, y=y, task=task, classes=classes,
+                    line_numbers=line_numbers)
+
+
+def _check_header(columns: list[str], line: int, max_columns: int) -> list[str]:
+    if len(columns) > max_columns:
+        raise CsvError(f"The CSV header has {len(columns)} columns; at most {max_columns:,} are allowed.",
+                       reason="too_many_columns", line=line)
+    for i, column in enumerate(columns, start=1):
+        if not column:
+            raise CsvError(f"Column {i} of the CSV header (line {line}) has no name.", reason="bad_header",
+                           line=line)
+        if len(column) > CSV_MAX_NAME_LENGTH:
+            raise CsvError(f"Column {i} of the CSV header has a name longer than {CSV_MAX_NAME_LENGTH} characters.",
+                           reason="bad_header", line=line)
+    duplicates = sorted({column for column in columns if columns.count(column) > 1})
+    if duplicates:
+        raise CsvError(f"CSV header repeats column names: {', '.join(duplicates)}.", reason="duplicate_column",
+                       line=line)
+    if all(_is_number(column) for column in columns):
+        raise CsvError(f"The first row (line {line}) holds only numbers; the file needs a header row naming "
+                       "its columns.", reason="no_header", line=line)
+    return columns
+
+
+def _not_a_number(cells: list[str], names: list[str], row: int, line: int) -> CsvError:
+    col, text = next((i, cell.strip()) for i, cell in enumerate(cells) if not _is_number(cell))
+    if not text:
+        shown = "an empty value"
+    elif text.startswith(FORMULA_PREFIXES):
+        shown = f"{text!r} (a formula or text, not a plain number)"
+    else:
+        shown = repr(text)
+    return CsvError(f"Column {names[col]!r}, row {row} (line {line}): {shown} is not a number.",
+                    reason="not_numeric", row=row, line=line, column=names[col])
+
+
+def _encode_target(
+    targets: list[str], column: str, task: str | None, line_numbers: np.ndarray
+) -> tuple[np.ndarray, str, list[str] | None]:
+    """Turn the raw target strings into int64 labels 0..k-1 (with their names) or float32 values.
+
+    Without a ``task``: an integer-valued target with at most ``CSV_MAX_INFERRED_CLASSES``
+    distinct values is a classification target, any other number a regression one, and text
+    labels ("setosa", "spam") are classes.
+    """
+    numbers: list[float] | None = []
+    for text in targets:
+        try:
+            numbers.append(float(text))
         except ValueError:
             numbers = None
             break
-        if not math.isfinite(value):
-            raise _not_finite(column, row_number, text)
-        numbers.append(value)
+
+    def where(row: int) -> str:
+        return f"Column {column!r}, row {row} (line {line_numbers[row - 1]})"
 
     if numbers is None:
-        # Text labels ("setosa", "spam") can only be classes.
         if task == "regression":
             bad_row = next(i for i, text in enumerate(targets, start=1) if not _is_number(text))
-            raise ValueError(
-                f"Column {column!r}, row {bad_row}: {targets[bad_row - 1]!r} is not a number, "
-                "so the target cannot be used for regression."
-            )
+            raise CsvError(f"{where(bad_row)}: {targets[bad_row - 1]!r} is not a number, so the target cannot "
+                           "be used for regression.", reason="text_target", row=bad_row,
+                           line=int(line_numbers[bad_row - 1]), column=column)
         task = "classification"
         raw_labels: np.ndarray = np.asarray(targets)
     else:
         raw_labels = np.asarray(numbers, dtype=np.float64)
+        finite = np.isfinite(raw_labels)
+        if not finite.all():
+            bad_row = int(np.argmin(finite)) + 1
+            raise CsvError(f"{where(bad_row)}: {targets[bad_row - 1]!r} is not a finite number (NaN or infinity).",
+                           reason="not_finite", row=bad_row, line=int(line_numbers[bad_row - 1]), column=column)
         if task is None:
             all_integers = bool(np.all(raw_labels == np.round(raw_labels)))
             few_values = len(np.unique(raw_labels)) <= CSV_MAX_INFERRED_CLASSES
             task = "classification" if all_integers and few_values else "regression"
         if task == "regression":
-            return raw_labels.astype(np.float32), task
+            return raw_labels.astype(np.float32), task, None
 
     classes, labels = np.unique(raw_labels, return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"Target column {column!r} has a single class; classification needs at least two.")
-    return labels.astype(np.int64), task
+        raise CsvError(f"Target column {column!r} has a single class; classification needs at least two.",
+                       reason="single_class", column=column)
+    if len(classes) > CSV_MAX_CLASSES:
+        raise CsvError(f"Target column {column!r} has {len(classes):,} distinct values; classification allows at "
+                       f"most {CSV_MAX_CLASSES:,} classes (is it a regression target?).", reason="too_many_classes",
+                       column=column)
+    if len(classes) == len(raw_labels):
+        raise CsvError(f"Every value of the target column {column!r} is different, so no class has rows to hold out "
+                       "for testing; is it a regression target?", reason="single_rows", column=column)
+    names = [_label_name(value) for value in classes.tolist()]
+    return labels.astype(np.int64).reshape(-1), task, names
+
+
+def _label_name(value: float | str) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value
 
 
 def _is_number(text: str) -> bool:
@@ -299,6 +458,20 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def csv_dataset_name(dataset_id: str, task: str) -> str:
+    """The engine's name of a stored CSV data set: ``csv:<id>:<task>``. The task travels in the
+    name so that a task chosen at upload (over the inferred one) is the one the run trains on."""
+    return f"csv:{dataset_id}:{task}"
+
+
+def _csv_name_task(name: str) -> str | None:
+    """``None`` if ``name`` is no CSV name; else the task it names ("" when it names none)."""
+    parts = name.split(":")
+    if parts[0] != "csv":
+        return None
+    return parts[-1] if len(parts) > 1 and parts[-1] in TASKS else ""
 
 
 def partition(
