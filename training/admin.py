@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from training.models import Execution, ExecutionLog, Round, RoundClient
+from training.models import (Execution, ExecutionLog, ModelEvaluation, ModelVersion, RegisteredModel, Round,
+                             RoundClient)
 
 # What the engine writes while it runs; an operator reads these but does not edit them.
 ENGINE_FIELDS = ["status", "current_round", "metrics", "control", "control_reason", "resume_from_round",
@@ -87,6 +88,58 @@ class ExecutionLogAdmin(admin.ModelAdmin):
     @admin.display(description="message")
     def short_message(self, obj):
         return obj.message if len(obj.message) <= 120 else obj.message[:117] + "..."
+
+    def has_add_permission(self, request):
+        return False
+
+
+# ---- model registry --------------------------------------------------------------------------------
+
+class ModelVersionInline(admin.TabularInline):
+    model = ModelVersion
+    fk_name = "model"
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ["number", "status", "checksum", "size", "tags", "created_at"]
+    readonly_fields = ["number", "checksum", "size", "created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False  # versions are published from rounds
+
+
+@admin.register(RegisteredModel)
+class RegisteredModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "execution", "model_type", "algorithm", "dataset", "current_version", "pinned",
+                    "created_at"]
+    list_filter = ["model_type", "algorithm", "dataset", "pinned", "created_at"]
+    search_fields = ["id", "name", "description", "project__name", "execution__id"]
+    list_select_related = ["project", "execution", "current_version__model"]
+    raw_id_fields = ["project", "execution", "current_version", "last_training", "created_by", "rolled_back_by"]
+    readonly_fields = ["model_type", "algorithm", "dataset", "rolled_back_at", "rolled_back_by", "created_at",
+                       "updated_at"]
+    inlines = [ModelVersionInline]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["model", "number", "status", "checksum", "size", "created_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["model__name", "model__id", "checksum"]
+    list_select_related = ["model"]
+    readonly_fields = ["model", "number", "round", "file", "checksum", "size", "metrics", "created_at", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ModelEvaluation)
+class ModelEvaluationAdmin(admin.ModelAdmin):
+    list_display = ["model", "version", "dataset", "status", "created_at", "finished_at"]
+    list_filter = ["status", "dataset", "created_at"]
+    search_fields = ["model__name", "model__id", "error"]
+    list_select_related = ["model", "version__model"]
+    readonly_fields = [f.name for f in ModelEvaluation._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -114,3 +114,91 @@ class ExecutionLog(models.Model):
     class Meta:
         ordering = ["timestamp", "id"]
         indexes = [models.Index(fields=["execution", "timestamp"])]
+
+
+# ---- model registry (seed 001 AggregatedModel, seed 004 Model Management and Model Operations) ----
+
+class ModelVersionStatus(models.TextChoices):
+    PUBLISHED = "published", "Published"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    DEPRECATED = "deprecated", "Deprecated"
+    ARCHIVED = "archived", "Archived"
+
+
+class EvaluationStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class RegisteredModel(UUIDModel, TimeStampedModel):
+    """The registry entry of what an execution trains: created with its first published round (or
+    registered by hand), one per execution. Model type, algorithm and data set are copied from the
+    execution so that lists filter without a join."""
+
+    project = models.ForeignKey("projects.Project", on_delete=models.CASCADE, related_name="registered_models")
+    execution = models.OneToOneField(Execution, on_delete=models.CASCADE, related_name="registered_model")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    current_version = models.ForeignKey("ModelVersion", on_delete=models.SET_NULL, null=True, blank=True,
+                                        related_name="+")
+    pinned = models.BooleanField(default=False, help_text="Set by a rollback: new versions no longer become current")
+    model_type = models.CharField(max_length=50, db_index=True)
+    algorithm = models.CharField(max_length=30)
+    dataset = models.CharField(max_length=100, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    rolled_back_at = models.DateTimeField(null=True, blank=True)
+    rolled_back_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                       related_name="+")
+    last_training = models.ForeignKey(Execution, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                      help_text="The execution most recently started from this model")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"])]
+
+    def __str__(self):
+        return self.name
+
+
+class ModelVersion(UUIDModel, TimeStampedModel):
+    """The aggregated model of one round: version number = round number. ``file`` names the round's
+    checkpoint (.npz), which stays the canonical weights; other formats are converted from it."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    round = models.ForeignKey(Round, on_delete=models.SET_NULL, null=True, blank=True, related_name="model_versions")
+    file = models.FileField(max_length=255)
+    checksum = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="The round's server, evaluate and train metrics")
+    status = models.CharField(max_length=20, choices=ModelVersionStatus.choices, default=ModelVersionStatus.PUBLISHED)
+    description = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["model", "-number"]
+        constraints = [models.UniqueConstraint(fields=["model", "number"], name="model_version_unique_number")]
+
+    def __str__(self):
+        return f"{self.model} v{self.number}"
+
+
+class ModelEvaluation(UUIDModel, TimeStampedModel):
+    """A requested evaluation of a version on the held-out test split of a data set; a worker runs it."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="evaluations")
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    dataset = models.CharField(max_length=100)
+    status = models.CharField(max_length=20, choices=EvaluationStatus.choices, default=EvaluationStatus.PENDING)
+    metrics = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                     related_name="+")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -31,3 +31,11 @@ def executions_reap() -> int:
     if reaped:
         logger.warning("Reaped %d executions whose worker was lost", reaped)
     return reaped
+
+
+@shared_task(name="training.tasks.model_evaluate", acks_late=True)
+def model_evaluate(evaluation_id: str) -> str | None:
+    """Evaluate a registered model's version on a data set's held-out split (a pending evaluation)."""
+    from training.registry.services import evaluation_run
+
+    return evaluation_run(evaluation_id=evaluation_id)
