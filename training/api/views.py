@@ -20,6 +20,7 @@ from projects import selectors as project_selectors
 from training import metrics as metric_reads
 from training import selectors, services
 from training.api import serializers as s
+from training.api.aggregation_serializers import BiasReportSerializer, ValidationScoresSerializer
 from training.choices import ExecutionStatus
 from training.filters import ExecutionFilterSet, ExecutionLogFilterSet, has_filter_parameters
 from training.models import Execution, ExecutionLog, Round, RoundClient
@@ -389,6 +390,27 @@ METRIC_QUERY = [
     OpenApiParameter("metrics", str, description="Comma-separated metric names, e.g. loss,accuracy"),
     OpenApiParameter("aggregation", str, description="mean, sum, max or min over rounds (default mean)"),
 ]
+MAX_ROUND = 1_000_000
+ROUND_QUERY = OpenApiParameter("round", int, description="One round (default: every round; for bias, the last "
+                                                          "completed one)")
+THRESHOLD_QUERY = OpenApiParameter("threshold", float, description="Gaps larger than this are flagged (default "
+                                                                   f"{metric_reads.DEFAULT_BIAS_THRESHOLD}); "
+                                                                   "relative to the mean for losses")
+
+
+def _query_number(params, name: str, kind: type, minimum, maximum):
+    """``params[name]`` as a ``kind`` from ``minimum`` to ``maximum``, or None when absent (422 if bad)."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError, OverflowError):
+        value = None
+    if value is None or not minimum <= value <= maximum:  # NaN fails both comparisons
+        raise ValidationFailed(f"{name} must be a {'whole ' if kind is int else ''}number from {minimum} to {maximum}",
+                               field=name, http_status=422)
+    return value
 
 
 class MetricsViewSet(_TrainingViewSet):
@@ -451,7 +473,32 @@ class MetricsViewSet(_TrainingViewSet):
         return respond({"execution_id": str(execution.pk), **metric_reads.data_distribution(execution)},
                        message="Data distribution across nodes")
 
-    @extend_schema(request=dict, responses={(200, "text/csv"): bytes, (200, "application/json"): bytes})
+    @extend_schema(parameters=[METRIC_QUERY[0], ROUND_QUERY], responses={200: ValidationScoresSerializer,
+                                                                       **UNPROCESSABLE},
+                   summary="Validation scores (seed 004)",
+                   description="Per round: the server's held-out metrics against the nodes' local validation "
+                               "metrics, the generalisation gap, and the aggregation validation verdict.")
+    @action(detail=False, methods=["get"])
+    def validation(self, request):
+        execution = self._requested_execution(request.query_params)
+        round_number = _query_number(request.query_params, "round", int, 1, MAX_ROUND)
+        return respond(metric_reads.validation_scores(execution, round_number), message="Validation scores")
+
+    @extend_schema(parameters=[METRIC_QUERY[0], ROUND_QUERY, THRESHOLD_QUERY],
+                   responses={200: BiasReportSerializer, **UNPROCESSABLE}, summary="Bias assessment (seed 004)",
+                   description="Per-class accuracy gaps (classification) and per-node gaps of the global model, "
+                               "with the worst class and node, the spread and flags for gaps over ``threshold``.")
+    @action(detail=False, methods=["get"])
+    def bias(self, request):
+        execution = self._requested_execution(request.query_params)
+        round_number = _query_number(request.query_params, "round", int, 1, MAX_ROUND)
+        threshold = _query_number(request.query_params, "threshold", float, 0, 1e12)
+        report = metric_reads.bias_report(execution, round_number, threshold=metric_reads.DEFAULT_BIAS_THRESHOLD
+                                          if threshold is None else threshold)
+        return respond(report, message="Bias assessment")
+
+    @extend_schema(request=dict, responses={(200, "text/csv"): bytes, (200, "application/json"): bytes,
+                                            (200, metric_reads.PARQUET_CONTENT_TYPE): bytes})
     @action(detail=False, methods=["post"])
     def export(self, request):
         data = request.data if isinstance(request.data, dict) else {}
