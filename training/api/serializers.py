@@ -182,13 +182,15 @@ class PrivacyConfigSerializer(serializers.Serializer):
                                                                               "before spending more")
     delta = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     clipping_norm = serializers.FloatField(required=False, min_value=0.0)
-    secure_aggregation = serializers.BooleanField(required=False, default=False)
-
-    def validate(self, attrs):
-        # SecAgg+ is not in the engine yet: accepting it would record a protection the run lacks.
-        if attrs.get("secure_aggregation"):
-            raise serializers.ValidationError({"secure_aggregation": "secure_aggregation is not available yet"})
-        return attrs
+    secure_aggregation = serializers.BooleanField(required=False, default=False,
+                                                  help_text="Flower's SecAgg+: the server only sees the sum of the updates")
+    num_shares = serializers.FloatField(required=False, min_value=0.0,
+                                        help_text="SecAgg+ shares per node: a count (>= 3) or a fraction of the nodes")
+    reconstruction_threshold = serializers.FloatField(required=False, min_value=0.0,
+                                                      help_text="SecAgg+ shares needed to unmask: a count or a fraction")
+    clipping_range = serializers.FloatField(required=False, min_value=0.0,
+                                            help_text="SecAgg+ clips each weight to +/- this before quantising")
+    quantization_range = serializers.IntegerField(required=False, min_value=2)
 
 
 class ExecutionStartInputSerializer(serializers.Serializer):
