@@ -37,31 +37,41 @@ def broadcast_on_commit(event: str, data: dict[str, Any], groups: list[str]) -> 
     Safe to call inside or outside a transaction. If the channel layer is down the event is still
     stored (the database is the source of truth) and the failure is logged.
     """
-    payload = _jsonable(data)
+    return broadcast_many_on_commit([(event, data)], groups)[0]
+
+
+def broadcast_many_on_commit(events: list[tuple[str, dict[str, Any]]], groups: list[str]) -> list[Event]:
+    """``broadcast_on_commit`` for several events to the same groups, in order: one insert and one
+    trip to the channel layer for all of them (a training round emits a handful at once)."""
     all_groups = sorted(set(groups) | {STAFF_GROUP})
-    stored = Event.objects.create(event=event, data=payload, groups=all_groups)
-    message = {
+    stored = [Event(event=event, data=_jsonable(data), groups=all_groups) for event, data in events]
+    if len(stored) == 1:
+        stored[0].save(force_insert=True)
+    else:
+        Event.objects.bulk_create(stored)
+    messages = [{
         "type": "pollen.event",
-        "id": str(stored.id),
-        "event": event,
-        "timestamp": stored.created_at.isoformat().replace("+00:00", "Z") if stored.created_at else now_iso(),
-        "data": payload,
-    }
-    transaction.on_commit(lambda: _send(all_groups, message))
+        "id": str(row.id),
+        "event": row.event,
+        "timestamp": row.created_at.isoformat().replace("+00:00", "Z") if row.created_at else now_iso(),
+        "data": row.data,
+    } for row in stored]
+    transaction.on_commit(lambda: _send(all_groups, messages))
     return stored
 
 
-def _send(groups: list[str], message: dict) -> None:
+def _send(groups: list[str], messages: list[dict]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
 
     async def send_all():
-        for group in groups:
-            try:
-                await layer.group_send(group, message)
-            except Exception:  # a broken layer loses live messages, never data
-                logger.warning("Could not deliver %s to %s", message["event"], group, exc_info=True)
+        for message in messages:
+            for group in groups:
+                try:
+                    await layer.group_send(group, message)
+                except Exception:  # a broken layer loses live messages, never data
+                    logger.warning("Could not deliver %s to %s", message["event"], group, exc_info=True)
 
-    # One trip to the event loop for all groups, not one per group.
+    # One trip to the event loop for all groups and events, not one per message.
     async_to_sync(send_all)()

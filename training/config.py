@@ -63,10 +63,15 @@ def _number(field: str, value: Any, kind: type, lo, hi):
 
 def parse_training_config(raw: dict | None, *, project_configuration: dict | None = None,
                           algorithm: str | None = None, strategy_params: dict | None = None,
-                          upload=None) -> dict:
+                          upload=None, project=None) -> dict:
     """A complete, checked config dict. Keys: the FIELDS above plus model_type, dataset, partition,
-    algorithm, strategy_params, model_params, target_column and ``substitutions`` (what stood in
-    for what the caller asked)."""
+    algorithm, strategy_params, model_params and ``substitutions`` (what stood in for what the
+    caller asked); for a project's CSV data set also dataset_id, dataset_name, target_column and
+    task.
+
+    A CSV data set must belong to ``project``. Without a project (re-checking a stored config) the
+    data set the config already names is looked up by its id. Inside a transaction the data set's
+    row is locked, so that it cannot be deleted before the execution that uses it is saved."""
     from training.engine.datasets import BUILTIN_DATASETS
     from training.engine.models import SUPPORTED_MODELS
 
@@ -94,15 +99,22 @@ def parse_training_config(raw: dict | None, *, project_configuration: dict | Non
                                "nodes of this federation", details={"field": "min_clients"})
 
     if upload is not None:
+        if data.get("dataset_id") is not None or str(data.get("dataset") or "").startswith("csv:"):
+            raise _fail("source", f"This project's uploaded Flower app {upload.app_name or upload.original_name!r} "
+                                  "loads its own data; set source to \"builtin\" to train on a CSV data set")
         return _upload_config(out, data, upload)
 
-    model_type = data.get("model_type") or project_configuration.get("model_type") or "logistic"
+    csv_dataset = _csv_dataset(data, project_configuration, project)
+    model_type = data.get("model_type") or project_configuration.get("model_type") or (
+        "linear" if csv_dataset is not None and csv_dataset.task == "regression" else "logistic")
     if not isinstance(model_type, str) or model_type not in SUPPORTED_MODELS:
         raise _fail("model_type", f"model_type must be one of {sorted(SUPPORTED_MODELS)}")
     out["model_type"] = model_type
 
     dataset = data.get("dataset")
-    if dataset is None:
+    if csv_dataset is not None:
+        out.update(_csv_config(model_type, csv_dataset, data, out["clients"]))
+    elif dataset is None:
         dataset = project_configuration.get("dataset")
         if isinstance(dataset, str) and dataset.lower() in IMAGE_STAND_INS:
             out["substitutions"].append(
@@ -111,10 +123,11 @@ def parse_training_config(raw: dict | None, *, project_configuration: dict | Non
         dataset = dataset or ("diabetes" if model_type == "linear" else "digits")
     elif isinstance(dataset, str) and dataset.lower() in IMAGE_STAND_INS:
         raise _fail("dataset", f"dataset {dataset!r} cannot be downloaded here; bundled: {sorted(BUILTIN_DATASETS)}")
-    if not isinstance(dataset, str) or (dataset not in BUILTIN_DATASETS and dataset != "csv"):
-        raise _fail("dataset", f"dataset must be one of {sorted(BUILTIN_DATASETS)}")
-    out["dataset"] = dataset
-    if dataset != "csv":
+    if csv_dataset is None:
+        if not isinstance(dataset, str) or dataset not in BUILTIN_DATASETS:
+            raise _fail("dataset", f"dataset must be one of {sorted(BUILTIN_DATASETS)} or "
+                                   "\"csv:<id>\" for a CSV data set of the project")
+        out["dataset"] = dataset
         _check_pairing(model_type, dataset, BUILTIN_DATASETS[dataset])
 
     partition = data.get("partition", "iid")
@@ -156,6 +169,84 @@ def _check_pairing(model_type: str, dataset: str, task: str) -> None:
         raise _fail("dataset", f"the cnn model needs an image dataset: {sorted(IMAGE_DATASETS)}")
 
 
+def _csv_reference(data: dict, project_configuration: dict) -> str | None:
+    """The id of the CSV data set a config names: ``"dataset": "csv:<id>"`` (``csv:<id>:<task>``
+    as stored), seed 000's ``"dataset_id": "<id>"``, or else the project's configured dataset."""
+    dataset, dataset_id = data.get("dataset"), data.get("dataset_id")
+    named = None
+    if isinstance(dataset, str) and dataset.split(":")[0] == "csv":
+        named = dataset.split(":")[1] if ":" in dataset else None
+        if named is None and dataset_id is None:
+            raise _fail("dataset", 'Name the CSV data set: "csv:<id>", with the id of one of the '
+                                   "project's data sets")
+    elif dataset is not None and dataset_id is not None:
+        raise _fail("dataset_id", "Give dataset or dataset_id, not both")
+    if dataset_id is not None:
+        if not isinstance(dataset_id, str):
+            raise _fail("dataset_id", "dataset_id must be the id of one of the project's data sets")
+        if named is not None and named != dataset_id:
+            raise _fail("dataset_id", f"dataset names csv:{named} but dataset_id is {dataset_id}")
+        return dataset_id
+    if named is not None or dataset is not None:
+        return named
+    configured = project_configuration.get("dataset")
+    if isinstance(configured, str) and configured.startswith("csv:"):
+        return configured.split(":")[1]
+    return None
+
+
+def _csv_dataset(data: dict, project_configuration: dict, project):
+    """The project's CSV data set the config names, or None when it names a bundled one."""
+    import uuid
+
+    from django.db import transaction
+
+    from projects.models import ProjectDataset
+
+    reference = _csv_reference(data, project_configuration)
+    if reference is None:
+        return None
+    field = "dataset_id" if data.get("dataset_id") is not None else "dataset"
+    try:
+        dataset_id = uuid.UUID(reference)
+    except ValueError:
+        raise _fail(field, f"csv:{reference} is not a data set of this project")
+    datasets = ProjectDataset.objects.filter(pk=dataset_id)
+    if project is not None:
+        datasets = datasets.filter(project=project)
+    if transaction.get_connection().in_atomic_block:
+        datasets = datasets.select_for_update()
+    dataset = datasets.first()
+    if dataset is None:
+        raise _fail(field, f"csv:{reference} is not a data set of this project")
+    return dataset
+
+
+# Models that need an image shape, which a CSV file does not give.
+IMAGE_MODELS = {"cnn"}
+
+
+def _csv_config(model_type: str, dataset, data: dict, clients: int) -> dict:
+    from training.engine.datasets import csv_dataset_name
+
+    fits = sorted(m for m, tasks in MODEL_TASKS.items() if dataset.task in tasks and m not in IMAGE_MODELS)
+    if model_type not in fits:
+        reason = "needs an image data set" if model_type in IMAGE_MODELS else f"cannot learn a {dataset.task} target"
+        raise _fail("model_type", f"model_type {model_type!r} {reason}; for the {dataset.task} data set "
+                                  f"{dataset.name!r} use one of {fits}")
+    target = data.get("target_column")
+    if target is not None and target != dataset.target_column:
+        raise _fail("target_column", f"The data set {dataset.name!r} was validated with the target column "
+                                     f"{dataset.target_column!r}; upload it again to train on another")
+    # load_dataset holds out a fifth for the server's evaluation; each node needs two rows of the rest.
+    train_rows = dataset.rows - int(round(dataset.rows * 0.2))
+    if clients * 2 > train_rows:
+        raise _fail("clients", f"The data set {dataset.name!r} has {dataset.rows} rows: enough for at most "
+                               f"{train_rows // 2} nodes")
+    return {"dataset": csv_dataset_name(str(dataset.pk), dataset.task), "dataset_id": str(dataset.pk),
+            "dataset_name": dataset.name, "target_column": dataset.target_column, "task": dataset.task}
+
+
 def _upload_config(out: dict, data: dict, upload) -> dict:
     """An uploaded Flower app brings its own model, data and strategy: only the federation's
     shape (rounds, nodes) and overrides of its run config are Pollen's to set."""
@@ -186,10 +277,12 @@ def parse_privacy(raw: dict | None, *, uploaded: bool = False) -> dict:
     raw = raw or {}
     if not isinstance(raw, dict):
         raise _fail("privacy_config", "privacy_config must be an object")
-    if raw.get("secure_aggregation"):
-        raise _fail("privacy_config.secure_aggregation", "secure aggregation is not available yet")
+    secagg = _parse_secagg(raw, uploaded=uploaded)
     if not raw.get("differential_privacy"):
-        return {"differential_privacy": {}, "secure_aggregation": False}
+        return {"differential_privacy": {}, "secure_aggregation": bool(secagg), **({"secagg": secagg} if secagg else {})}
+    if secagg:
+        raise _fail("privacy_config.secure_aggregation",
+                    "secure aggregation and differential privacy cannot be combined here: choose one")
     if uploaded:
         raise _fail("privacy_config.differential_privacy",
                     "an uploaded Flower app sets up its own strategy; add Flower's DP wrapper in the app")
@@ -204,3 +297,50 @@ def parse_privacy(raw: dict | None, *, uploaded: bool = False) -> dict:
         dp["max_epsilon"] = _number("privacy_config.epsilon", raw["epsilon"], float, 1e-6, 1e6)
     dp["enabled"] = True
     return {"differential_privacy": dp, "secure_aggregation": False}
+
+
+SECAGG_FIELDS = {
+    # name: (type, minimum, maximum)
+    "num_shares": (float, 0.0, 1000.0),
+    "reconstruction_threshold": (float, 0.0, 1000.0),
+    "clipping_range": (float, 1e-3, 1e6),
+    "quantization_range": (int, 2, 2**30),
+}
+
+
+def _parse_secagg(raw: dict, *, uploaded: bool) -> dict | None:
+    """Flower's SecAgg+: ``secure_aggregation: true`` with optional ``num_shares`` and
+    ``reconstruction_threshold`` (a count, or a fraction of the nodes when <= 1), ``clipping_range``
+    and ``quantization_range`` (see ``training.engine.secure``)."""
+    value = raw.get("secure_aggregation")
+    if not value:
+        return None
+    if not isinstance(value, (bool, dict)):
+        raise _fail("privacy_config.secure_aggregation", "secure_aggregation must be true, false or an object")
+    if uploaded:
+        raise _fail("privacy_config.secure_aggregation",
+                    "an uploaded Flower app sets up its own aggregation; add Flower's SecAggPlusWorkflow and "
+                    "secaggplus_mod in the app")
+    source = value if isinstance(value, dict) else raw
+    out: dict = {"enabled": True}
+    for field, (kind, lo, hi) in SECAGG_FIELDS.items():
+        if source.get(field) is not None:
+            number = _number(f"privacy_config.{field}", source[field], float, lo, hi)
+            out[field] = int(number) if kind is int or number > 1 else number
+    shares, threshold = out.get("num_shares"), out.get("reconstruction_threshold")
+    if isinstance(shares, int) and shares <= 2:
+        raise _fail("privacy_config.num_shares", "num_shares as a count must be at least 3 (or a fraction <= 1)")
+    if isinstance(shares, int) and isinstance(threshold, int) and threshold >= shares:
+        raise _fail("privacy_config.reconstruction_threshold", "reconstruction_threshold must be below num_shares")
+    return out
+
+
+def check_secagg_fits(algorithm: str, clients: int) -> None:
+    """SecAgg+ sums updates: it needs a strategy built on that sum and at least three nodes."""
+    from training.engine.secure import LEGACY_STRATEGIES
+
+    if algorithm not in LEGACY_STRATEGIES:
+        raise _fail("algorithm", f"secure aggregation only reveals the sum of the updates, which {algorithm!r} "
+                                 f"cannot use; choose one of {sorted(LEGACY_STRATEGIES)}")
+    if clients < 3:
+        raise _fail("clients", "secure aggregation needs at least 3 nodes")

@@ -7,6 +7,7 @@ import json
 from django import forms
 
 from core.exceptions import ApplicationError
+from training.choices import Transport
 from training.config import FIELDS, PARTITIONS
 from training.engine.datasets import BUILTIN_DATASETS
 from training.engine.models import SUPPORTED_MODELS
@@ -62,6 +63,18 @@ def algorithm_catalogue() -> list[dict]:
     ]
 
 
+def dataset_choices(projects) -> list:
+    """The bundled data sets, then the CSV data sets of ``projects`` grouped by project."""
+    from projects.selectors import datasets_for_projects
+
+    bundled = [(k, f"{k} ({task})") for k, task in BUILTIN_DATASETS.items()]
+    groups: dict[str, list] = {}
+    for d in datasets_for_projects(projects):
+        groups.setdefault(f"CSV data sets of {d.project.name}", []).append(
+            (d.training_name, f"{d.name} ({d.task}, {d.rows} rows)"))
+    return [("Bundled", bundled), *groups.items()] if groups else bundled
+
+
 class TrainingStartForm(forms.Form):
     project = forms.ModelChoiceField(queryset=None, empty_label="Choose a project")
     name = forms.CharField(max_length=200, required=False, help_text="Optional; shown in lists")
@@ -85,10 +98,18 @@ class TrainingStartForm(forms.Form):
     partition = forms.ChoiceField(choices=[(p, PARTITION_LABELS.get(p, p)) for p in PARTITIONS], initial="iid")
     alpha = _number_field("alpha")
     seed = _number_field("seed")
+    transport = forms.ChoiceField(
+        label="Runs on", choices=Transport.choices, initial=Transport.EMBEDDED, required=False,
+        help_text="The embedded federation trains in a worker; a deployed one on the Flower SuperLink and its "
+                  "SuperNodes (FLOWER_SUPERLINK_ADDRESS)")
+    secure_aggregation = forms.BooleanField(
+        label="Secure aggregation (SecAgg+)", required=False,
+        help_text="The server only learns the sum of the updates; needs 3 or more nodes and a fedavg-family strategy")
 
     def __init__(self, *args, projects, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["project"].queryset = projects
+        self.fields["dataset"].choices = dataset_choices(projects)
 
     def clean_name(self):
         return self.cleaned_data["name"].strip()
@@ -112,7 +133,7 @@ class TrainingStartForm(forms.Form):
         conf = project.configuration or {}
         if conf.get("model_type") in SUPPORTED_MODELS:
             initial["model_type"] = conf["model_type"]
-        if conf.get("dataset") in BUILTIN_DATASETS:
+        if conf.get("dataset") in BUILTIN_DATASETS or str(conf.get("dataset", "")).startswith("csv:"):
             initial["dataset"] = conf["dataset"]
         return initial
 
@@ -120,8 +141,10 @@ class TrainingStartForm(forms.Form):
         data = self.cleaned_data
         config = {"model_type": data["model_type"], "dataset": data["dataset"], "partition": data["partition"]}
         config.update({k: data[k] for k in NUMBER_FIELDS if data.get(k) is not None})
+        config["transport"] = data["transport"] or Transport.EMBEDDED
         return {"project": data["project"], "name": data["name"], "algorithm": data["algorithm"],
-                "strategy_params": data["strategy_params"], "config": config}
+                "strategy_params": data["strategy_params"], "config": config,
+                "privacy": {"secure_aggregation": True} if data["secure_aggregation"] else None}
 
     def add_service_error(self, exc: ApplicationError) -> None:
         """Put the parser's error next to the field it names (``strategy_params.eta`` belongs to
@@ -129,4 +152,6 @@ class TrainingStartForm(forms.Form):
         details = exc.details if isinstance(exc.details, dict) else {}
         field = str(details.get("field") or "")
         name = field.split(".", 1)[0]
+        if name == "privacy_config":
+            name = "secure_aggregation"
         self.add_error(name if name in self.fields else None, exc.message)

@@ -10,7 +10,6 @@ reaper (``training.tasks.executions_reap``).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -20,18 +19,19 @@ import threading
 import time
 from datetime import timedelta
 
-import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from flwr.app import ArrayRecord
 
-from core.realtime import broadcast_on_commit
+from core.realtime import broadcast_many_on_commit, broadcast_on_commit
 from training import events
-from training.choices import ControlRequest, ExecutionStatus, RoundStatus
+from training.choices import ControlRequest, ExecutionStatus, RoundStatus, Transport
 from training.engine.grid import ClientResult, ExecutionInterrupted, InProcessGrid, server_context, server_identity
+from training.engine.npz import arrays_to_npz, npz_to_arrays  # noqa: F401 - part of this module's interface
 from training.models import Execution, ExecutionLog, Round, RoundClient
+from training.registry import publish_round
 from training.services import execution_transition
 
 logger = logging.getLogger("pollen.training")
@@ -50,17 +50,6 @@ def _weighted(results: list[ClientResult]) -> dict:
             if isinstance(value, (int, float)) and key not in ("num-examples", "num_examples"):
                 totals[key] = totals.get(key, 0.0) + float(value) * n
     return {k: v / weight for k, v in totals.items()} if weight else {}
-
-
-def arrays_to_npz(arrays: ArrayRecord) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **{f"arr_{i}": a for i, a in enumerate(arrays.to_numpy_ndarrays())})
-    return buffer.getvalue()
-
-
-def npz_to_arrays(data: bytes) -> ArrayRecord:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return ArrayRecord([npz[f"arr_{i}"] for i in range(len(npz.files))])
 
 
 class ExecutionObserver:
@@ -109,6 +98,11 @@ class ExecutionObserver:
                                 self.audience)
 
     def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None:
+        # Replies with no examples, metrics or error are protocol traffic (SecAgg+'s key exchange
+        # stages), not training results.
+        results = [r for r in results if r.error or r.num_examples or r.metrics]
+        if not results:
+            return
         self.results.setdefault((round_number, phase), []).extend(results)
         round_obj = Round.objects.filter(execution=self.execution, number=round_number).first()
         if round_obj is None:
@@ -126,13 +120,13 @@ class ExecutionObserver:
         if phase == "train":
             Round.objects.filter(pk=round_obj.pk).update(
                 status=RoundStatus.AGGREGATING, participants=len(results) - len(failed))
-            with transaction.atomic():
-                for r in results:
-                    if not r.error:
-                        broadcast_on_commit("client.update_received", {
-                            **events.round_data(self.execution, round_number), "node_id": r.node_id,
-                            "num_examples": r.num_examples, "metrics": r.metrics, "duration_ms": round(r.duration_ms, 2),
-                        }, self.audience)
+            base = events.round_data(self.execution, round_number)
+            received = [("client.update_received", {
+                **base, "node_id": r.node_id, "num_examples": r.num_examples, "metrics": r.metrics,
+                "duration_ms": round(r.duration_ms, 2)}) for r in results if not r.error]
+            if received:
+                with transaction.atomic():
+                    broadcast_many_on_commit(received, self.audience)
 
     def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None:
         self._save_checkpoint(round_number, arrays, overwrite=False)
@@ -163,13 +157,12 @@ class ExecutionObserver:
         self.execution.metrics = latest
         self.log(f"Round {round_number} completed", round_number=round_number, data={"metrics": latest})
         self.flush_logs()
+        publish_round(self.execution, round_number)
         audience = self.audience
         with transaction.atomic():
             data = {**events.round_data(self.execution, round_number), "metrics": latest}
-            broadcast_on_commit("model.aggregated", data, audience)
-            broadcast_on_commit("round.completed", data, audience)
-            broadcast_on_commit("metrics.updated", data, audience)
-            broadcast_on_commit("training_update", events.training_update(self.execution), audience)
+            broadcast_many_on_commit([("model.aggregated", data), ("round.completed", data), ("metrics.updated", data),
+                                      ("training_update", events.training_update(self.execution))], audience)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, round_number: int, arrays: ArrayRecord, *, overwrite: bool) -> None:
@@ -243,7 +236,19 @@ def run_config_for(execution: Execution) -> dict:
         "pollen.rounds": int(execution.total_rounds - (execution.resume_from_round or 0)),
         "pollen.round-offset": int(execution.resume_from_round or 0),
         "pollen.dp": json.dumps((execution.privacy or {}).get("differential_privacy") or {}),
+        "pollen.secagg": json.dumps((execution.privacy or {}).get("secagg") or {}),
+        "pollen.weights": (c.get("aggregation") or {}).get("weights", "proportional"),
+        "pollen.validation": json.dumps((c.get("aggregation") or {}).get("validation") or {}),
+        # A manual step is for the one run its trigger queued (the attempt after it), never a later one.
+        "pollen.manual-step": json.dumps(c["manual_step"] if (c.get("manual_step") or {}).get("attempt")
+                                         == execution.attempt else {}),
     }
+    if c.get("dataset_id"):
+        from projects.selectors import dataset_for_run
+
+        dataset = dataset_for_run(project_id=execution.project_id, dataset_id=c["dataset_id"])
+        flat["pollen.csv-path"] = dataset.file.path
+        flat["pollen.target-column"] = dataset.target_column
     return flat
 
 
@@ -273,7 +278,11 @@ def run_execution(execution_id) -> str | None:
     cpu_started = time.process_time()
     outcome, error = ExecutionStatus.COMPLETED, None
     try:
-        if execution.upload_id:
+        if execution.transport == Transport.DEPLOYED:
+            from training.deployed import drive_deployed
+
+            drive_deployed(execution, observer)
+        elif execution.upload_id:
             from training.isolation import drive_uploaded_app
 
             drive_uploaded_app(execution, observer)
@@ -321,14 +330,14 @@ def nodes_for(execution: Execution) -> dict[int, dict]:
 
 
 def _drive_builtin_app(execution: Execution, observer: ExecutionObserver) -> None:
-    from training.engine import builtin_app
+    from training.engine import secure
 
     offset = execution.resume_from_round or 0
     run_config = run_config_for(execution)
     # Flower's strategies sample and order nodes with the global random module: seed it so that a
     # run is reproducible from its config alone.
     random.seed(int(execution.config.get("seed", 0)) * 1_000_003 + offset)
-    grid = InProcessGrid(client_app=builtin_app.client_app_for(run_config), nodes=nodes_for(execution),
+    grid = InProcessGrid(client_app=secure.client_app_for(run_config), nodes=nodes_for(execution),
                          run_config=run_config,
                          run_id=flower_run_id(execution), observer=observer, round_offset=offset)
     grid.initial_arrays = None
@@ -342,7 +351,7 @@ def _drive_builtin_app(execution: Execution, observer: ExecutionObserver) -> Non
     handler = _FlowerLogHandler(observer)
     flower_logger.addHandler(handler)
     try:
-        builtin_app.server_app(grid, server_context(grid.run.run_id, run_config))
+        secure.server_app_for(run_config)(grid, server_context(grid.run.run_id, run_config))
         grid.finish()
     finally:
         flower_logger.removeHandler(handler)

@@ -9,8 +9,8 @@ from accounts.models import User
 from core.exceptions import ApplicationError, ValidationFailed
 from core.realtime import broadcast_on_commit
 from projects.models import Project
-from training.choices import TRANSITIONS, ControlRequest, ExecutionStatus
-from training.config import parse_privacy, parse_training_config
+from training.choices import TRANSITIONS, ControlRequest, ExecutionStatus, Transport
+from training.config import check_secagg_fits, parse_privacy, parse_training_config
 from training.models import Execution, Round
 
 
@@ -42,10 +42,17 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     the model and data set the config names."""
     upload = _upload_for(project, config or {})
     checked = parse_training_config(config, project_configuration=project.configuration,
-                                    algorithm=algorithm, strategy_params=strategy_params, upload=upload)
+                                    algorithm=algorithm, strategy_params=strategy_params, upload=upload,
+                                    project=project)
     checked.setdefault("source", "builtin")
     privacy_checked = parse_privacy(privacy, uploaded=upload is not None)
-    execution = Execution.objects.create(privacy=privacy_checked,
+    if privacy_checked.get("secure_aggregation"):
+        check_secagg_fits(checked["algorithm"], checked["clients"])
+    transport = (config or {}).get("transport", Transport.EMBEDDED)
+    if transport not in Transport.values:
+        raise ValidationFailed(f"transport must be one of {list(Transport.values)}", field="transport",
+                               http_status=422)
+    execution = Execution.objects.create(privacy=privacy_checked, transport=transport,
         project=project, created_by=user, name=name[:200], upload=upload,
         algorithm=checked["algorithm"], strategy_params=checked["strategy_params"],
         model_type=checked["model_type"], dataset=checked["dataset"],
@@ -150,8 +157,12 @@ def execution_resume(*, execution: Execution, from_round: int | None = None,
             if fixed in adjust_config and adjust_config[fixed] != execution.config.get(fixed):
                 raise ApplicationError("FL006", f"{fixed} cannot change on resume: the checkpoint would not fit",
                                        details={"field": f"adjustConfig.{fixed}"})
-        checked = parse_training_config(merged, algorithm=execution.algorithm,
+        checked = parse_training_config(merged, project_configuration=execution.project.configuration,
+                                        algorithm=execution.algorithm, upload=execution.upload,
                                         strategy_params=adjust_config.get("strategy_params", execution.strategy_params))
+        # What the parser does not produce (aggregation settings, the app's source, run_config
+        # overrides) carries over from the execution.
+        checked = {**{k: v for k, v in execution.config.items() if k not in checked}, **checked}
         execution.config = checked
         execution.total_rounds = checked["rounds"]
         execution.min_clients = checked["min_clients"]

@@ -208,6 +208,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ProjectStatusEnum": "projects.choices.ProjectStatus",
         "UploadStatusEnum": "projects.choices.UploadStatus",
+        "DatasetTaskEnum": "projects.choices.DatasetTask",
+        "ColumnTypeEnum": "projects.choices.ColumnType",
         "ExecutionStatusEnum": "training.choices.ExecutionStatus",
     },
     "POSTPROCESSING_HOOKS": [
@@ -241,6 +243,10 @@ UPLOAD_MAX_ARCHIVE_BYTES = env.int("UPLOAD_MAX_ARCHIVE_BYTES", default=20 * 1024
 UPLOAD_MAX_UNPACKED_BYTES = env.int("UPLOAD_MAX_UNPACKED_BYTES", default=100 * 1024 * 1024)
 UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=500)
 UPLOAD_MAX_COMPRESSION_RATIO = env.int("UPLOAD_MAX_COMPRESSION_RATIO", default=100)
+# CSV data sets uploaded to a project (validated before anything is stored).
+PROJECT_DATASET_MAX_BYTES = env.int("PROJECT_DATASET_MAX_BYTES", default=50 * 1024 * 1024)
+PROJECT_DATASET_MAX_ROWS = env.int("PROJECT_DATASET_MAX_ROWS", default=1_000_000)
+PROJECT_DATASET_MAX_COLUMNS = env.int("PROJECT_DATASET_MAX_COLUMNS", default=1_000)
 
 # Services whose failure makes /health answer 503.
 HEALTH_REQUIRED_SERVICES = env.list("HEALTH_REQUIRED_SERVICES", default=["database", "cache", "storage"])
@@ -252,5 +258,17 @@ TRAINING_HEARTBEAT_TIMEOUT_SECONDS = env.int("TRAINING_HEARTBEAT_TIMEOUT_SECONDS
 TRAINING_UPLOADED_APP_MEMORY_MB = env.int("TRAINING_UPLOADED_APP_MEMORY_MB", default=8192)
 TRAINING_UPLOADED_APP_CPU_SECONDS = env.int("TRAINING_UPLOADED_APP_CPU_SECONDS", default=3600)
 TRAINING_UPLOADED_APP_TIMEOUT_SECONDS = env.int("TRAINING_UPLOADED_APP_TIMEOUT_SECONDS", default=3600)
+# Deployed federation (executions with transport "deployed"): the SuperLink whose Control API
+# takes the runs, how to reach it, and how its ServerApp reaches Pollen back. The callback secret
+# is shared with the SuperLink host only (it signs the round reports); by default it is derived
+# from SECRET_KEY. `manage.py flower_federation` starts a local SuperLink and SuperNodes with these.
+FLOWER_SUPERLINK_ADDRESS = env.str("FLOWER_SUPERLINK_ADDRESS", default="127.0.0.1:9093")
+FLOWER_INSECURE = env.bool("FLOWER_INSECURE", default=True)
+FLOWER_ROOT_CERTIFICATES = env.str("FLOWER_ROOT_CERTIFICATES", default="")
+FLOWER_FEDERATION = env.str("FLOWER_FEDERATION", default="")
+FLOWER_CALLBACK_URL = env.str("FLOWER_CALLBACK_URL", default="http://127.0.0.1:8000")
+FLOWER_CALLBACK_SECRET = env.str("FLOWER_CALLBACK_SECRET", default="")
+FLOWER_POLL_SECONDS = env.float("FLOWER_POLL_SECONDS", default=1.0)
+FLOWER_RUN_TIMEOUT_SECONDS = env.int("FLOWER_RUN_TIMEOUT_SECONDS", default=6 * 3600)
 POLLEN_VERSION = "0.1.0"
 POLLEN_ENVIRONMENT = POLLEN_ENV

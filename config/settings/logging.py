@@ -22,5 +22,6 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "uvicorn.access": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
     },
 }

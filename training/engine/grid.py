@@ -1,4 +1,4 @@
-"""An in-process Flower ``Grid``: the embedded federation.
+"""Pollen's Flower ``Grid``s: the embedded federation, and the observed Grid of a deployed one.
 
 Flower's ServerApp drives rounds through a ``Grid`` (send messages to nodes, receive replies).
 This Grid hands each message to the ClientApp in the same process, one simulated node after
@@ -7,6 +7,9 @@ are deep-copied both ways so that no node sees another's objects, as over a netw
 
 Flower keeps the sender's identity in the process-global ``TaskIdentity``; a worker process runs
 one execution at a time, so setting it per run is safe there.
+
+``RemoteGrid`` wraps the Grid Flower gives a ServerApp on a SuperLink and observes it the same way
+(``training.engine.callback`` reports to Pollen from there). ``ObservedGrid`` is what both share.
 
 The Grid also reports what it sees to an observer (Pollen's round records, events, control
 checks): this works for Pollen's own apps and for uploaded Flower apps alike, because the Grid is
@@ -80,8 +83,14 @@ def content_bytes(content: RecordDict | None) -> int:
     total = 0
     for record in content.values():
         counter = getattr(record, "count_bytes", None)
-        if counter is not None:
+        if counter is None:
+            continue
+        try:
             total += counter()
+        except IndexError:  # flwr 1.41 cannot count a config record holding an empty list
+            total += sum(len(v) if isinstance(v, (bytes, str)) else sum(len(x) if isinstance(x, (bytes, str)) else 8
+                                                                         for x in v) if isinstance(v, list) else 8
+                         for v in record.values())
     return total
 
 
@@ -89,7 +98,11 @@ def _metrics(content: RecordDict | None) -> dict:
     if content is None:
         return {}
     out: dict = {}
-    for record in content.metric_records.values():
+    # Flower's legacy replies (NumPyClient, SecAgg+) keep their metrics in a ``fitres.metrics`` /
+    # ``evaluateres.metrics`` config record and the number of examples in a metric record.
+    records = [*content.metric_records.values(),
+               *(r for name, r in content.config_records.items() if name.endswith(".metrics"))]
+    for record in records:
         for key, value in record.items():
             if isinstance(value, (int, float)):
                 out[key] = value
@@ -105,23 +118,100 @@ def _first_arrays(content: RecordDict | None) -> ArrayRecord | None:
     return records[0] if records else None
 
 
-class InProcessGrid(Grid):
-    def __init__(self, *, client_app, nodes: dict[int, dict], run_config: dict, run_id: int = 1,
-                 observer: RunObserver | None = None, round_offset: int = 0):
-        self.client_app = client_app
-        self.nodes = nodes
-        self.run_config = run_config
+class ObservedGrid(Grid):
+    """What every Pollen grid shares: it tells the observer where rounds begin and end, what the
+    server sent (the global model) and what each node answered. Subclasses implement
+    ``_exchange`` (deliver the messages, return each reply with its ``ClientResult``)."""
+
+    def __init__(self, *, observer: RunObserver | None = None, round_offset: int = 0):
         self.observer = observer or NullObserver()
         self.round_offset = round_offset
-        self._run = Run.create_empty(run_id)
-        self._states = {node_id: RecordDict() for node_id in nodes}
-        self._replies: dict[str, Message] = {}
-        self._results: dict[str, ClientResult] = {}
         self.current_round = 0
         self.completed_round = round_offset
         # Resuming an app that builds its own initial model: the first training message carries
         # this checkpoint instead, so the run continues where it stopped.
         self.resume_arrays: ArrayRecord | None = None
+
+    def _exchange(self, messages: list[Message], timeout: float | None) -> list[tuple[Message, ClientResult]]:
+        raise NotImplementedError
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        messages = list(messages)
+        if not messages:
+            return []
+        phase = messages[0].metadata.message_type.split(".")[0]
+        round_number = self._round_of(messages[0])
+        if phase == "train" and round_number != self.current_round:
+            self._close_round()
+            self.observer.before_round(round_number)
+            self.current_round = round_number
+        if phase == "train" and self.resume_arrays is not None and messages[0].has_content():
+            for message in messages:
+                keys = list(message.content.array_records)
+                if keys:
+                    message.content[keys[0]] = self.resume_arrays
+            self.resume_arrays = None
+        arrays = _first_arrays(messages[0].content) if messages[0].has_content() else None
+        if arrays is not None:
+            # What the server sends is the global model: at evaluate time the one of this round,
+            # at train time the one of the round before.
+            target = round_number if phase == "evaluate" else round_number - 1
+            if target > self.round_offset:
+                self.observer.on_global_arrays(target, arrays)
+        exchanged = self._exchange(messages, timeout)
+        self.observer.on_replies(round_number, phase, [result for _, result in exchanged])
+        return [reply for reply, _ in exchanged if reply is not None]
+
+    def _round_of(self, message: Message) -> int:
+        """The round a message belongs to: Flower's strategies put it in the config record as
+        ``server-round``; older code uses ``group_id``; failing both, each train call is a round."""
+        if message.has_content():
+            for record in message.content.config_records.values():
+                value = record.get("server-round")
+                if isinstance(value, int):
+                    return value + self.round_offset
+        group = message.metadata.group_id
+        if group and group.isdigit():
+            return int(group) + self.round_offset
+        phase = message.metadata.message_type.split(".")[0]
+        if phase == "train":
+            return max(self.current_round, self.round_offset) + 1
+        return max(self.current_round, self.round_offset + 1)
+
+    def _close_round(self) -> None:
+        if self.current_round and self.current_round > self.completed_round:
+            self.observer.on_round_end(self.current_round)
+            self.completed_round = self.current_round
+
+    def finish(self) -> None:
+        """Call once the ServerApp returned: closes the last round."""
+        self._close_round()
+
+
+def reply_result(reply: Message, result: ClientResult) -> ClientResult:
+    """Fill ``result`` with what a node's reply says: its metrics, examples, bytes or error."""
+    if reply.has_content():
+        result.bytes_up = content_bytes(reply.content)
+        result.metrics = _metrics(reply.content)
+        result.num_examples = int(result.metrics.get("num-examples", result.metrics.get("num_examples", 0)) or 0)
+    elif reply.has_error() and not result.error:
+        result.error = (reply.error.reason or "client error")[:500]
+    return result
+
+
+class InProcessGrid(ObservedGrid):
+    """The embedded federation: every node is the ClientApp called in this process."""
+
+    def __init__(self, *, client_app, nodes: dict[int, dict], run_config: dict, run_id: int = 1,
+                 observer: RunObserver | None = None, round_offset: int = 0):
+        super().__init__(observer=observer, round_offset=round_offset)
+        self.client_app = client_app
+        self.nodes = nodes
+        self.run_config = run_config
+        self._run = Run.create_empty(run_id)
+        self._states = {node_id: RecordDict() for node_id in nodes}
+        self._replies: dict[str, Message] = {}
+        self._results: dict[str, ClientResult] = {}
 
     # ---- Flower's Grid interface -------------------------------------------------------------
     def set_run(self, run: Run) -> None:
@@ -151,60 +241,10 @@ class InProcessGrid(Grid):
     def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
         return [self._replies.pop(i) for i in list(message_ids) if i in self._replies]
 
-    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
-        messages = list(messages)
-        if not messages:
-            return []
-        phase = messages[0].metadata.message_type.split(".")[0]
-        round_number = self._round_of(messages[0])
-        if phase == "train" and round_number != self.current_round:
-            self._close_round()
-            self.observer.before_round(round_number)
-            self.current_round = round_number
-        if phase == "train" and self.resume_arrays is not None and messages[0].has_content():
-            for message in messages:
-                keys = list(message.content.array_records)
-                if keys:
-                    message.content[keys[0]] = self.resume_arrays
-            self.resume_arrays = None
-        arrays = _first_arrays(messages[0].content) if messages[0].has_content() else None
-        if arrays is not None:
-            # What the server sends is the global model: at evaluate time the one of this round,
-            # at train time the one of the round before.
-            target = round_number if phase == "evaluate" else round_number - 1
-            if target > self.round_offset:
-                self.observer.on_global_arrays(target, arrays)
+    def _exchange(self, messages, timeout):
         ids = self.push_messages(messages)
         results = [self._results.pop(i) for i in ids]
-        replies = self.pull_messages(ids)
-        self.observer.on_replies(round_number, phase, results)
-        return replies
-
-    # ---- helpers -------------------------------------------------------------------------------
-    def _round_of(self, message: Message) -> int:
-        """The round a message belongs to: Flower's strategies put it in the config record as
-        ``server-round``; older code uses ``group_id``; failing both, each train call is a round."""
-        if message.has_content():
-            for record in message.content.config_records.values():
-                value = record.get("server-round")
-                if isinstance(value, int):
-                    return value + self.round_offset
-        group = message.metadata.group_id
-        if group and group.isdigit():
-            return int(group) + self.round_offset
-        phase = message.metadata.message_type.split(".")[0]
-        if phase == "train":
-            return max(self.current_round, self.round_offset) + 1
-        return max(self.current_round, self.round_offset + 1)
-
-    def _close_round(self) -> None:
-        if self.current_round and self.current_round > self.completed_round:
-            self.observer.on_round_end(self.current_round)
-            self.completed_round = self.current_round
-
-    def finish(self) -> None:
-        """Call once the ServerApp returned: closes the last round."""
-        self._close_round()
+        return list(zip(self.pull_messages(ids), results))
 
     def _deliver(self, message: Message) -> tuple[Message, ClientResult]:
         node_id = message.metadata.dst_node_id
@@ -227,13 +267,58 @@ class InProcessGrid(Grid):
             result.error = f"{exc.__class__.__name__}: {exc}"[:500]
         result.duration_ms = (time.perf_counter() - started) * 1000
         reply = copy.deepcopy(reply)
-        if reply.has_content():
-            result.bytes_up = content_bytes(reply.content)
-            result.metrics = _metrics(reply.content)
-            result.num_examples = int(result.metrics.get("num-examples", result.metrics.get("num_examples", 0)) or 0)
-        elif reply.has_error() and not result.error:
-            result.error = (reply.error.reason or "client error")[:500]
+        reply_result(reply, result)
         return reply, result
+
+
+class RemoteGrid(ObservedGrid):
+    """A deployed federation: Flower's own Grid to a SuperLink, observed the same way."""
+
+    def __init__(self, inner: Grid, *, observer: RunObserver | None = None, round_offset: int = 0):
+        super().__init__(observer=observer, round_offset=round_offset)
+        self.inner = inner
+
+    def set_run(self, run: Run) -> None:
+        self.inner.set_run(run)
+
+    @property
+    def run(self) -> Run:
+        return self.inner.run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None) -> Message:
+        return self.inner.create_message(content, message_type, dst_node_id, group_id, ttl)
+
+    def get_node_ids(self) -> Iterable[int]:
+        return self.inner.get_node_ids()
+
+    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
+        return self.inner.push_messages(messages)
+
+    def pull_messages(self, message_ids: Iterable[str]) -> Iterable[Message]:
+        return self.inner.pull_messages(message_ids)
+
+    def _exchange(self, messages, timeout):
+        sent = {}
+        for message in messages:
+            sent[message.metadata.dst_node_id] = ClientResult(
+                node_id=message.metadata.dst_node_id, partition_id=None,
+                phase=message.metadata.message_type.split(".")[0],
+                bytes_down=content_bytes(message.content) if message.has_content() else 0)
+        started = time.time()
+        replies = list(self.inner.send_and_receive(messages, timeout=timeout))
+        out = []
+        for reply in replies:
+            result = sent.pop(reply.metadata.src_node_id, None) or ClientResult(
+                node_id=reply.metadata.src_node_id, partition_id=None,
+                phase=reply.metadata.message_type.split(".")[0])
+            created = reply.metadata.created_at or time.time()
+            result.duration_ms = max(0.0, created - started) * 1000
+            out.append((reply, reply_result(reply, result)))
+        # Nodes that never answered (timeout, node gone) are on the record as failures.
+        for result in sent.values():
+            result.error = "no reply before the timeout"
+            out.append((None, result))
+        return out
 
 
 def server_identity(run_id: int) -> None:

@@ -246,6 +246,9 @@ def _field_error(html: str, field: str) -> str:
     ({"strategy_params": '{"bogus": 1}'}, "strategy_params", "&#x27;bogus&#x27; is not a parameter of fedavg"),
     ({"algorithm": "qfedavg"}, "strategy_params", "qfedavg needs client_learning_rate"),
     ({"rounds": "many"}, "rounds", "Enter a whole number."),
+    ({"secure_aggregation": "on", "clients": 2, "min_clients": 2}, "clients", "secure aggregation needs at least 3"),
+    ({"secure_aggregation": "on", "algorithm": "krum"}, "algorithm", "secure aggregation only reveals the sum"),
+    ({"transport": "carrier-pigeon"}, "transport", "Select a valid choice"),
 ])
 def test_a_bad_value_is_shown_next_to_its_field_and_creates_nothing(web, project, change, field, message):
     r = web.post("/training/new/", {**FORM, "project": project.pk, **change})
@@ -254,6 +257,15 @@ def test_a_bad_value_is_shown_next_to_its_field_and_creates_nothing(web, project
     assert message in _field_error(html, field), html
     assert re.search(r'<div class="field has-error">\s*<label for="id_%s">' % field, html)
     assert not Execution.objects.exists()
+
+
+def test_the_form_starts_secure_aggregation_on_the_chosen_transport(web, project, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        r = web.post("/training/new/", {**FORM, "project": project.pk, "secure_aggregation": "on", "clients": 4})
+    execution = Execution.objects.get()
+    assert r.status_code == 302 and execution.privacy["secure_aggregation"] is True
+    assert execution.transport == "embedded" and execution.status == ExecutionStatus.COMPLETED, execution.error_message
+    assert "SecAgg+" in _html(web.get(r["Location"]))
 
 
 def test_a_project_i_cannot_write_is_refused(web, project):

@@ -126,6 +126,8 @@ def test_role_matrix(api_for, role):
     may_start = _grants(role, "start:training", "execution:create")
     may_control = _grants(role, "start:training", "execution:update")
     may_read_logs = may_read or _grants(role, "log:read")
+    may_read_metrics = may_read or _grants(role, "view:metrics", "metric:read")
+    may_read_models = may_read or _grants(role, "model:read")
 
     expected = {
         ("get", EXECUTIONS): 200 if may_read else 403,
@@ -135,6 +137,11 @@ def test_role_matrix(api_for, role):
         ("post", EXECUTIONS): 202 if may_start else 403,
         ("post", START): 202 if may_start else 403,
         ("post", f"{EXECUTIONS}/{execution.pk}/suspend"): 202 if may_control else 403,
+        ("get", f"{API}/fl/aggregation/{execution.pk}/status"): 200 if may_read else 403,
+        ("get", f"{API}/fl/metrics/validation?executionId={execution.pk}"): 200 if may_read_metrics else 403,
+        ("get", f"{API}/fl/metrics/bias?executionId={execution.pk}"): 200 if may_read_metrics else 403,
+        ("get", f"{API}/fl/models"): 200 if may_read_models else 403,
+        ("get", f"{API}/models"): 200 if may_read_models else 403,
     }
     for (method, path), status in expected.items():
         body = start_body(project) if method == "post" and path in (EXECUTIONS, START) else None
