@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+SUPERNODES ?= 2
 
 .PHONY: run test setup setup-dev migrate demo check-deploy bench clean
 
@@ -30,7 +31,7 @@ demo: migrate
 
 run: demo
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/python manage.py runplatform --host $(HOST) --port $(PORT)
+	$(BIN)/python manage.py runplatform --host $(HOST) --port $(PORT) --supernodes $(SUPERNODES)
 
 test: setup-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

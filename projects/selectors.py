@@ -68,15 +68,20 @@ def project_uploads(*, project: Project) -> QuerySet[ProjectUpload]:
     return project.uploads.select_related("uploaded_by").order_by("-created_at")
 
 
-def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
+def _get_by_uuid(queryset: QuerySet, pk, message: str):
+    """The row of ``queryset`` with this id, or 404 (a malformed id is just as unknown)."""
     try:
-        upload_id = uuid.UUID(str(upload_id))
+        pk = uuid.UUID(str(pk))
     except ValueError:
-        raise NotFound("Upload not found")
-    upload = project_uploads(project=project).filter(pk=upload_id).first()
-    if upload is None:
-        raise NotFound("Upload not found")
-    return upload
+        raise NotFound(message)
+    row = queryset.filter(pk=pk).first()
+    if row is None:
+        raise NotFound(message)
+    return row
+
+
+def project_upload_get(*, project: Project, upload_id) -> ProjectUpload:
+    return _get_by_uuid(project_uploads(project=project), upload_id, "Upload not found")
 
 
 def recent_uploads(*, user: User) -> QuerySet[ProjectUpload]:
@@ -88,14 +93,7 @@ def project_datasets(*, project: Project) -> QuerySet[ProjectDataset]:
 
 
 def project_dataset_get(*, project: Project, dataset_id) -> ProjectDataset:
-    try:
-        dataset_id = uuid.UUID(str(dataset_id))
-    except ValueError:
-        raise NotFound("Data set not found")
-    dataset = project_datasets(project=project).filter(pk=dataset_id).first()
-    if dataset is None:
-        raise NotFound("Data set not found")
-    return dataset
+    return _get_by_uuid(project_datasets(project=project), dataset_id, "Data set not found")
 
 
 def datasets_for_projects(projects: QuerySet[Project]) -> QuerySet[ProjectDataset]:

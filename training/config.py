@@ -279,7 +279,8 @@ def parse_privacy(raw: dict | None, *, uploaded: bool = False) -> dict:
         raise _fail("privacy_config", "privacy_config must be an object")
     secagg = _parse_secagg(raw, uploaded=uploaded)
     if not raw.get("differential_privacy"):
-        return {"differential_privacy": {}, "secure_aggregation": bool(secagg), **({"secagg": secagg} if secagg else {})}
+        out = {"differential_privacy": {}, "secure_aggregation": bool(secagg)}
+        return {**out, "secagg": secagg} if secagg else out
     if secagg:
         raise _fail("privacy_config.secure_aggregation",
                     "secure aggregation and differential privacy cannot be combined here: choose one")

@@ -134,7 +134,8 @@ def drive_deployed(execution: Execution, observer) -> None:
 
     fresh = Execution.objects.get(pk=execution.pk)
     observer.execution.metrics, observer.execution.current_round = fresh.metrics, fresh.current_round
-    observer.log(f"Flower run {run_id} finished: {status.sub_status}" + (f" ({status.details})" if status.details else ""))
+    details = f" ({status.details})" if status.details else ""
+    observer.log(f"Flower run {run_id} finished: {status.sub_status}{details}")
     if fresh.control in (ControlRequest.STOP, ControlRequest.SUSPEND) and fresh.current_round < fresh.total_rounds:
         raise ExecutionInterrupted(fresh.control, fresh.current_round)
     if stop_sent:
@@ -188,6 +189,7 @@ def apply_callback(execution: Execution, payload: dict) -> dict:
                                http_status=409)
     kind = payload.get("type")
     observer = ExecutionObserver(execution)
+    observer.fail_on_empty_round = False
     try:
         if kind == "hello":
             offset = int(execution.resume_from_round or 0)

@@ -102,8 +102,8 @@ def data_distribution(execution: Execution) -> dict:
     config = execution.config
     # A CSV data set is read from where the run reads it (the same path and target column).
     run_config = run_config_for(execution) if config.get("dataset_id") else {}
-    dataset = load_dataset(execution.dataset, seed=int(config.get("seed", 0)),
-                           csv_path=run_config.get("pollen.csv-path"), target_column=run_config.get("pollen.target-column"))
+    dataset = load_dataset(execution.dataset, seed=int(config.get("seed", 0)), csv_path=run_config.get("pollen.csv-path"),
+                           target_column=run_config.get("pollen.target-column"))
     clients = int(config.get("clients", execution.min_clients))
     parts = partition(dataset.y_train, clients, method=config.get("partition", "iid"),
                       alpha=float(config.get("alpha", 0.5)), seed=int(config.get("seed", 0)), min_size=2)

@@ -52,6 +52,12 @@ def _weighted(results: list[ClientResult]) -> dict:
     return {k: v / weight for k, v in totals.items()} if weight else {}
 
 
+class AggregationFailed(Exception):
+    """A round had no update to aggregate (FL004)."""
+
+    code = "FL004"
+
+
 class ExecutionObserver:
     """Turns what the Grid and the ServerApp see into Pollen's records and events."""
 
@@ -63,6 +69,9 @@ class ExecutionObserver:
         self.results: dict[tuple[int, str], list[ClientResult]] = {}
         self.server_metrics: dict[int, dict] = {}
         self.log_buffer: list[ExecutionLog] = []
+        # A round in which every node failed ends the run with FL004 (Flower would go on with the
+        # old model); a deployed run reports it instead, its ServerApp decides.
+        self.fail_on_empty_round = True
 
     # ---- logs --------------------------------------------------------------------------------
     def log(self, message: str, *, level: str = "INFO", round_number: int | None = None, source: str = "server",
@@ -117,6 +126,10 @@ class ExecutionObserver:
         for r in failed:
             self.log(f"Node {r.node_id} failed in {phase}: {r.error}", level="WARNING", round_number=round_number,
                      source=f"node-{r.node_id}")
+        if phase == "train" and len(failed) == len(results) and self.fail_on_empty_round:
+            self.flush_logs()
+            raise AggregationFailed(f"No node returned an update in round {round_number}: nothing to aggregate "
+                                    f"(first error: {failed[0].error})")
         if phase == "train":
             Round.objects.filter(pk=round_obj.pk).update(
                 status=RoundStatus.AGGREGATING, participants=len(results) - len(failed))
@@ -276,7 +289,7 @@ def run_execution(execution_id) -> str | None:
     heartbeat = Heartbeat(execution.pk, settings.TRAINING_HEARTBEAT_SECONDS)
     heartbeat.start()
     cpu_started = time.process_time()
-    outcome, error = ExecutionStatus.COMPLETED, None
+    outcome, error, error_code = ExecutionStatus.COMPLETED, None, ""
     try:
         if execution.transport == Transport.DEPLOYED:
             from training.deployed import drive_deployed
@@ -294,10 +307,12 @@ def run_execution(execution_id) -> str | None:
     except Exception as exc:  # the run failed; the reason is kept for the user, the trace for us
         logger.exception("Execution %s failed", execution.pk)
         outcome, error = ExecutionStatus.FAILED, f"{exc.__class__.__name__}: {exc}"
+        code = getattr(exc, "code", None)  # FL004 aggregation, FL006 a missing data set or checkpoint
+        error_code = code if isinstance(code, str) and code.startswith("FL") else "FL003"
     finally:
         heartbeat.stop()
     observer.flush_logs()
-    error_code = "FL003" if error else ""
+    error_code = (error_code or "FL003") if error else ""
     target, reached = target_accuracy(execution), latest_accuracy(observer.execution.metrics)
     if outcome == ExecutionStatus.COMPLETED and target is not None and (reached is None or reached < target):
         outcome, error_code = ExecutionStatus.FAILED, "FL008"

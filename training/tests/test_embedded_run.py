@@ -191,3 +191,19 @@ def test_a_target_not_reached_fails_with_fl008(django_capture_on_commit_callback
     assert execution.status == ExecutionStatus.FAILED
     assert execution.error_code == "FL008" and "below the target 0.99" in execution.error_message
     assert execution.current_round == 1  # the rounds it did are kept
+
+
+def test_a_round_in_which_every_node_fails_ends_the_run_with_fl004(django_capture_on_commit_callbacks, monkeypatch):
+    from training.engine import builtin_app
+
+    def broken_fit(*args, **kwargs):
+        raise MemoryError("the node ran out of memory")
+
+    monkeypatch.setattr(builtin_app, "train", lambda msg, context: broken_fit())
+    monkeypatch.setattr(builtin_app, "client_app", builtin_app._client_app())
+    execution = _start(django_capture_on_commit_callbacks, rounds=3, clients=3, model_type="logistic",
+                       dataset="iris")
+    assert execution.status == ExecutionStatus.FAILED
+    assert execution.error_code == "FL004" and "No node returned an update in round 1" in execution.error_message
+    assert "out of memory" in execution.error_message
+    assert ExecutionLog.objects.filter(execution=execution, level="WARNING", message__contains="failed in train").count() == 3

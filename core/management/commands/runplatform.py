@@ -1,7 +1,9 @@
-"""Serve the whole platform from one command: the ASGI server, a Celery worker and Celery beat.
+"""Serve the whole platform from one command: the ASGI server, a Celery worker, Celery beat and,
+with ``--supernodes N``, a local Flower SuperLink with N SuperNodes for deployed executions.
 
-Ctrl-C (or SIGTERM) stops all three; if one of them dies the others are stopped too, so the
-platform never runs half-started.
+Ctrl-C (or SIGTERM) stops everything; if the server, the worker or beat dies the others are
+stopped too, so the platform never runs half-started. The local federation is optional: if it
+cannot start, embedded training goes on and deployed executions fail with the reason.
 """
 
 import os
@@ -22,10 +24,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
         parser.add_argument("--no-worker", action="store_true", help="Serve HTTP only")
+        parser.add_argument("--supernodes", type=int, default=0,
+                            help="Also start a local Flower SuperLink with this many SuperNodes (deployed transport)")
 
     def handle(self, *args, **options):
         python = sys.executable
         env = dict(os.environ, DJANGO_SETTINGS_MODULE=os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"))
+        # A deployed ServerApp reports its rounds to this server.
+        env.setdefault("FLOWER_CALLBACK_URL", f"http://{options['host']}:{options['port']}")
         commands = {
             "web": [python, "-m", "uvicorn", "config.asgi:application", "--host", options["host"],
                     "--port", str(options["port"]), "--no-access-log", "--lifespan", "off"],
@@ -37,6 +43,11 @@ class Command(BaseCommand):
             commands["beat"] = [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
                                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                                 "--pidfile", ""]
+        optional = set()
+        if options["supernodes"] > 0 and not options["no_worker"]:
+            commands["federation"] = [python, str(settings.BASE_DIR / "manage.py"), "flower_federation",
+                                      "--supernodes", str(options["supernodes"])]
+            optional.add("federation")
         processes = {}
         stopping = False
 
@@ -53,8 +64,12 @@ class Command(BaseCommand):
             f"Pollen is serving on http://{options['host']}:{options['port']}/  (Ctrl-C stops everything)"))
         try:
             while not stopping:
-                for name, proc in processes.items():
+                for name, proc in list(processes.items()):
                     if proc.poll() is not None:
+                        if name in optional:
+                            self.stderr.write(f"{name} exited with {proc.returncode}; embedded training goes on")
+                            del processes[name]
+                            continue
                         self.stderr.write(f"{name} exited with {proc.returncode}; stopping the platform")
                         stopping = True
                         break
