@@ -43,6 +43,8 @@ def broadcast_on_commit(event: str, data: dict[str, Any], groups: list[str]) -> 
 def broadcast_many_on_commit(events: list[tuple[str, dict[str, Any]]], groups: list[str]) -> list[Event]:
     """``broadcast_on_commit`` for several events to the same groups, in order: one insert and one
     trip to the channel layer for all of them (a training round emits a handful at once)."""
+    if not events:
+        return []
     all_groups = sorted(set(groups) | {STAFF_GROUP})
     stored = [Event(event=event, data=_jsonable(data), groups=all_groups) for event, data in events]
     if len(stored) == 1:

@@ -19,6 +19,7 @@ import threading
 import time
 from datetime import timedelta
 
+import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, connection, transaction
@@ -52,6 +53,13 @@ def _weighted(results: list[ClientResult]) -> dict:
     return {k: v / weight for k, v in totals.items()} if weight else {}
 
 
+def _same_arrays(a: ArrayRecord, b: ArrayRecord) -> bool:
+    if a is b:
+        return True
+    left, right = a.to_numpy_ndarrays(), b.to_numpy_ndarrays()
+    return len(left) == len(right) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(left, right))
+
+
 class AggregationFailed(Exception):
     """A round had no update to aggregate (FL004)."""
 
@@ -72,6 +80,9 @@ class ExecutionObserver:
         # A round in which every node failed ends the run with FL004 (Flower would go on with the
         # old model); a deployed run reports it instead, its ServerApp decides.
         self.fail_on_empty_round = True
+        self.rounds: dict[int, Round | None] = {}
+        self.checkpointed: set[int] = set()
+        self.saved_arrays: dict[int, ArrayRecord] = {}  # the latest checkpoint written, as arrays
 
     # ---- logs --------------------------------------------------------------------------------
     def log(self, message: str, *, level: str = "INFO", round_number: int | None = None, source: str = "server",
@@ -97,14 +108,13 @@ class ExecutionObserver:
             self.log(f"Target accuracy {target} reached ({reached:.4f}) after round {round_number - 1}")
             raise ExecutionInterrupted(CONVERGED, round_number - 1)
         self.round_started[round_number] = time.monotonic()
-        Round.objects.update_or_create(
-            execution=self.execution, number=round_number,
-            defaults={"status": RoundStatus.COLLECTING, "started_at": timezone.now(), "completed_at": None},
-        )
-        self.log(f"Round {round_number}/{self.execution.total_rounds} started", round_number=round_number)
         with transaction.atomic():
-            broadcast_on_commit("round.started", events.round_data(self.execution, round_number),
-                                self.audience)
+            self.rounds[round_number], _ = Round.objects.update_or_create(
+                execution=self.execution, number=round_number,
+                defaults={"status": RoundStatus.COLLECTING, "started_at": timezone.now(), "completed_at": None},
+            )
+            broadcast_on_commit("round.started", events.round_data(self.execution, round_number), self.audience)
+        self.log(f"Round {round_number}/{self.execution.total_rounds} started", round_number=round_number)
 
     def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None:
         # Replies with no examples, metrics or error are protocol traffic (SecAgg+'s key exchange
@@ -113,7 +123,7 @@ class ExecutionObserver:
         if not results:
             return
         self.results.setdefault((round_number, phase), []).extend(results)
-        round_obj = Round.objects.filter(execution=self.execution, number=round_number).first()
+        round_obj = self._round(round_number)
         if round_obj is None:
             return
         RoundClient.objects.bulk_create(
@@ -131,21 +141,25 @@ class ExecutionObserver:
             raise AggregationFailed(f"No node returned an update in round {round_number}: nothing to aggregate "
                                     f"(first error: {failed[0].error})")
         if phase == "train":
-            Round.objects.filter(pk=round_obj.pk).update(
-                status=RoundStatus.AGGREGATING, participants=len(results) - len(failed))
             base = events.round_data(self.execution, round_number)
             received = [("client.update_received", {
                 **base, "node_id": r.node_id, "num_examples": r.num_examples, "metrics": r.metrics,
                 "duration_ms": round(r.duration_ms, 2)}) for r in results if not r.error]
-            if received:
-                with transaction.atomic():
-                    broadcast_many_on_commit(received, self.audience)
+            with transaction.atomic():
+                Round.objects.filter(pk=round_obj.pk).update(
+                    status=RoundStatus.AGGREGATING, participants=len(results) - len(failed))
+                broadcast_many_on_commit(received, self.audience)
 
     def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None:
         self._save_checkpoint(round_number, arrays, overwrite=False)
 
     def on_server_evaluation(self, round_number: int, arrays: ArrayRecord, metrics: dict) -> None:
         self.server_metrics[round_number] = metrics
+        # The checkpoint is the model the server evaluated; the one the nodes evaluated moments
+        # before is usually the same arrays, and then it is not written twice.
+        saved = self.saved_arrays.get(round_number)
+        if saved is not None and _same_arrays(saved, arrays):
+            return
         self._save_checkpoint(round_number, arrays, overwrite=True)
 
     def on_round_end(self, round_number: int) -> None:
@@ -155,6 +169,10 @@ class ExecutionObserver:
         now = timezone.now()
         train_metrics, eval_metrics = _weighted(train), _weighted(evaluate)
         server = self.server_metrics.get(round_number, {})
+        with transaction.atomic():  # one commit for the round's records, its version and its events
+            self._close_round_records(round_number, train, evaluate, train_metrics, eval_metrics, server, started, now)
+
+    def _close_round_records(self, round_number, train, evaluate, train_metrics, eval_metrics, server, started, now):
         Round.objects.filter(execution=self.execution, number=round_number).update(
             status=RoundStatus.COMPLETED, completed_at=now,
             duration_seconds=(time.monotonic() - started) if started else None,
@@ -171,15 +189,15 @@ class ExecutionObserver:
         self.log(f"Round {round_number} completed", round_number=round_number, data={"metrics": latest})
         self.flush_logs()
         publish_round(self.execution, round_number)
-        audience = self.audience
-        with transaction.atomic():
-            data = {**events.round_data(self.execution, round_number), "metrics": latest}
-            broadcast_many_on_commit([("model.aggregated", data), ("round.completed", data), ("metrics.updated", data),
-                                      ("training_update", events.training_update(self.execution))], audience)
+        data = {**events.round_data(self.execution, round_number), "metrics": latest}
+        broadcast_many_on_commit([("model.aggregated", data), ("round.completed", data), ("metrics.updated", data),
+                                  ("training_update", events.training_update(self.execution))], self.audience)
 
     # ---- checkpoints -------------------------------------------------------------------------
     def _save_checkpoint(self, round_number: int, arrays: ArrayRecord, *, overwrite: bool) -> None:
-        round_obj = Round.objects.filter(execution=self.execution, number=round_number).first()
+        if round_number in self.checkpointed and not overwrite:
+            return
+        round_obj = self._round(round_number)
         if round_obj is None or (round_obj.checkpoint and not overwrite):
             return
         payload = arrays_to_npz(arrays)
@@ -188,6 +206,14 @@ class ExecutionObserver:
         round_obj.checkpoint.save(f"{round_number:04d}.npz", ContentFile(payload), save=False)
         round_obj.checkpoint_checksum = hashlib.sha256(payload).hexdigest()
         round_obj.save(update_fields=["checkpoint", "checkpoint_checksum", "updated_at"])
+        self.checkpointed.add(round_number)
+        self.saved_arrays = {round_number: arrays}
+
+    def _round(self, round_number: int) -> Round | None:
+        """The round's row: the one this observer opened, else from the database."""
+        if round_number not in self.rounds:
+            self.rounds[round_number] = Round.objects.filter(execution=self.execution, number=round_number).first()
+        return self.rounds[round_number]
 
 
 class Heartbeat(threading.Thread):
