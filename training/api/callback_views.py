@@ -6,6 +6,7 @@ HMAC signature over the body with the callback secret, never by a user's credent
 
 import json
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -15,8 +16,24 @@ from core.api.envelope import respond
 from core.exceptions import ApplicationError, AuthenticationFailed, ValidationFailed
 from training.choices import Transport
 from training.deployed import apply_callback, callback_secret
-from training.engine.callback import SIGNATURE_HEADER, verify
+from training.engine.callback import SIGNATURE_HEADER, fresh, verify
 from training.models import Execution
+
+
+def _read_body(request) -> bytes:
+    """The body, up to FLOWER_CALLBACK_MAX_BYTES (a round report carries the model, which can be far
+    larger than Django's form-data limit); over it, 413 without reading the rest."""
+    limit = settings.FLOWER_CALLBACK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise ApplicationError("PAYLOAD_TOO_LARGE", f"A round report may be at most {limit} bytes", http_status=413)
+    body = request._request.read(limit + 1)
+    if len(body) > limit:
+        raise ApplicationError("PAYLOAD_TOO_LARGE", f"A round report may be at most {limit} bytes", http_status=413)
+    return body
 
 
 class ExecutionCallbackView(APIView):
@@ -41,8 +58,11 @@ class ExecutionCallbackView(APIView):
             409: OpenApiResponse(description="The execution is not running")},
     )
     def post(self, request, pk):
-        body = request.body
-        if not verify(callback_secret(), str(pk), body, request.headers.get(SIGNATURE_HEADER, "")):
+        header = request.headers.get(SIGNATURE_HEADER, "")
+        if not fresh(header):  # before reading a body that may be large
+            raise AuthenticationFailed("The callback signature is missing, wrong or stale")
+        body = _read_body(request)
+        if not verify(callback_secret(), str(pk), body, header):
             raise AuthenticationFailed("The callback signature is missing, wrong or stale")
         execution = Execution.objects.select_related("project").filter(pk=pk, transport=Transport.DEPLOYED).first()
         if execution is None:

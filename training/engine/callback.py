@@ -39,6 +39,15 @@ def sign(secret: str, execution_id: str, body: bytes, timestamp: int | None = No
     return f"t={timestamp},v1={digest}"
 
 
+def fresh(header: str, now: float | None = None) -> bool:
+    """The header is well formed and its time within the allowed skew (says nothing of the secret)."""
+    try:
+        timestamp = int(dict(item.split("=", 1) for item in header.split(","))["t"])
+    except (ValueError, KeyError, AttributeError):
+        return False
+    return abs((time.time() if now is None else now) - timestamp) <= MAX_CLOCK_SKEW_SECONDS
+
+
 def verify(secret: str, execution_id: str, body: bytes, header: str, now: float | None = None) -> bool:
     """True when ``header`` signs ``body`` for ``execution_id`` with ``secret`` and is fresh."""
     try:

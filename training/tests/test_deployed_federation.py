@@ -158,3 +158,20 @@ def test_the_callback_is_404_for_unknown_and_409_for_finished_executions(client,
     assert _post(client, running_deployed.pk, {"type": "hello"}, raw=b"[1, 2]").status_code == 400
     Execution.objects.filter(pk=running_deployed.pk).update(status=ExecutionStatus.COMPLETED)
     assert _post(client, running_deployed.pk, {"type": "hello"}).status_code == 409
+
+
+def test_a_report_larger_than_djangos_form_limit_is_read_but_the_callback_limit_holds(client, running_deployed,
+                                                                                       settings):
+    import base64
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, arr_0=np.ones((1600, 1000), dtype=np.float32))  # 6.4 MB, over DATA_UPLOAD_MAX_MEMORY_SIZE
+    report = {"type": "checkpoint", "round": 1, "checkpoint": base64.b64encode(buffer.getvalue()).decode()}
+    assert len(json.dumps(report)) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert _post(client, running_deployed.pk, report).status_code == 200
+    settings.FLOWER_CALLBACK_MAX_BYTES = 1000
+    response = _post(client, running_deployed.pk, report)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
