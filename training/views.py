@@ -180,7 +180,21 @@ def execution_detail(request, pk):
         "checkpoint_rounds": [r.number for r in rounds if r.checkpoint],
         "accuracy": _headline(execution.metrics, "accuracy"),
         "loss": _headline(execution.metrics, "loss"),
+        **_model_context(execution),
     })
+
+
+def _model_context(execution: Execution) -> dict:
+    """The execution's registered model and the formats its current version downloads in."""
+    from training import export
+    from training.registry import selectors as registry_selectors
+    from training.registry.services import UPLOADED_APP
+
+    model = registry_selectors.execution_model(execution=execution)
+    if model is None or model.current_version is None:
+        return {"model": model, "model_formats": []}
+    formats = export.supported_formats(UPLOADED_APP if execution.upload_id else model.model_type)
+    return {"model": model, "model_formats": formats}
 
 
 

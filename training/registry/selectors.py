@@ -84,3 +84,8 @@ def evaluation_get(*, model: RegisteredModel, evaluation_id) -> ModelEvaluation:
 def model_evaluations(*, model: RegisteredModel, completed_only: bool = True) -> QuerySet[ModelEvaluation]:
     qs = ModelEvaluation.objects.filter(model=model).select_related("version").order_by("-created_at")
     return qs.filter(status=EvaluationStatus.COMPLETED) if completed_only else qs
+
+
+def execution_model(*, execution: Execution) -> RegisteredModel | None:
+    """The registered model of an execution the caller may already see, with its current version."""
+    return RegisteredModel.objects.select_related("current_version").filter(execution=execution).first()

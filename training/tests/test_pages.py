@@ -309,6 +309,12 @@ def test_a_valid_form_trains_and_the_page_shows_the_rounds(web, owner, project, 
     assert [p["accuracy"] for p in chart["rounds"]] == [r.server_metrics["accuracy"] for r in rounds]
     assert all(0 <= p["accuracy"] <= 1 and p["loss"] > 0 and p["train_loss"] > 0 for p in chart["rounds"])
     assert "Execution completed" in html  # the log
+    # the registered model, downloadable in each of its formats with the session
+    assert 'id="model"' in html and "current version 2" in html
+    links = re.findall(r'href="(/api/v1/fl/models/[^"]+/download\?format=(\w+))"', html)
+    assert [fmt for _, fmt in links] == ["npz", "pt", "onnx"]
+    onnx_file = web.get(links[2][0])
+    assert onnx_file.status_code == 200 and onnx_file["X-Model-Version"] == "2"
     assert 'id="execution-actions"' not in html  # nothing to do with a completed run
     # the list shows it with its accuracy; the project page lists it
     listing = _html(web.get("/training/"))
