@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("accounts.api.urls")),
     path("", include("projects.api.urls")),
     path("", include("training.api.urls")),
+    path("", include("nodes.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", _docs_csp(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"),
     path("redoc/", _docs_csp(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "accounts",
     "projects",
     "training",
+    "nodes",
 ]
 
 MIDDLEWARE = [

@@ -37,9 +37,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "training.tasks.executions_reap",
         "schedule": 30.0,
     },
+    "nodes-mark-offline": {
+        "task": "nodes.tasks.nodes_mark_offline",
+        "schedule": 15.0,
+    },
     "core-prune-events": {
         "task": "core.tasks.events_prune",
         "schedule": crontab(minute=42, hour=3),
     },
 }
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=30)
+NODE_METRICS_RETENTION_DAYS = env.int("NODE_METRICS_RETENTION_DAYS", default=7)
