@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.exceptions import ApplicationError, NotFound, ValidationFailed
+from core.lifecycle import move
 from core.realtime import broadcast_many_on_commit
 from nodes import events
 from nodes.choices import TRANSITIONS, NodeRole, NodeStatus, NodeType
@@ -49,10 +50,7 @@ def _place(fields: dict) -> None:
 
 def node_transition(node: Node, new_status: str) -> None:
     """Move ``node`` to ``new_status`` or raise 409. Call holding the row lock; the caller saves."""
-    if new_status not in TRANSITIONS.get(node.status, set()):
-        raise ApplicationError("RESOURCE_CONFLICT", f"A node that is {node.status} cannot become {new_status}",
-                               details={"field": "status", "from": node.status, "to": new_status}, http_status=409)
-    node.status = new_status
+    move(node, TRANSITIONS, new_status, noun="A node", details={"field": "status"})
 
 
 def _locked(node: Node) -> Node:

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from core.exceptions import ApplicationError, ValidationFailed
+from core.lifecycle import move
 from core.realtime import broadcast_on_commit
 from projects.models import Project
 from training.choices import TRANSITIONS, ControlRequest, ExecutionStatus, Transport
@@ -17,12 +18,7 @@ from training.models import Execution, Round
 def execution_transition(execution: Execution, new_status: str) -> None:
     """Move ``execution`` to ``new_status`` or raise 409. Call holding the row lock
     (``select_for_update``); the caller saves."""
-    if new_status not in TRANSITIONS.get(execution.status, set()):
-        raise ApplicationError(
-            "RESOURCE_CONFLICT", f"An execution that is {execution.status} cannot become {new_status}",
-            details={"from": execution.status, "to": new_status}, http_status=409,
-        )
-    execution.status = new_status
+    move(execution, TRANSITIONS, new_status, noun="An execution")
 
 
 def _enqueue(execution: Execution) -> None:
