@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 SUPERNODES ?= 2
 
-.PHONY: run test setup setup-dev migrate demo check-deploy bench clean
+.PHONY: run test setup setup-dev migrate demo check-deploy bench protos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,20 @@ check-deploy: setup
 bench: setup-dev
 	$(BIN)/python benchmarks/api_list.py
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/aggregate.py
+	$(BIN)/python benchmarks/update_ingest.py
+
+# The device gRPC service's Python code, from protos/ (the generated modules are committed).
+# grpcio-tools is a codegen tool only: 1.81.1 is the newest that works with protobuf 6.33.
+GRPC_TOOLS ?= grpcio-tools==1.81.1
+GRPC_PKG   := nodes/protocol/grpc
+protos: setup
+	$(BIN)/python -c "import grpc_tools" 2>/dev/null || $(BIN)/pip install --quiet "$(GRPC_TOOLS)"
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=$(GRPC_PKG) --pyi_out=$(GRPC_PKG) \
+		--grpc_python_out=$(GRPC_PKG) protos/wia/federatedlearning/v1/federated_learning.proto
+	mv $(GRPC_PKG)/wia/federatedlearning/v1/federated_learning_pb2* $(GRPC_PKG)/
+	rm -rf $(GRPC_PKG)/wia
+	sed -i 's/^from wia\.federatedlearning\.v1 import/from . import/' $(GRPC_PKG)/federated_learning_pb2_grpc.py
 
 clean:
 	rm -rf $(VENV) var

@@ -1,7 +1,11 @@
-"""WebSocket authentication: a session cookie, a JWT or an API key.
+"""WebSocket authentication: a session cookie, a JWT, an API key or a device token.
 
 Browsers cannot set headers on a WebSocket, so the token may also come as ``?token=`` (JWT) or
 ``?api_key=``. Header forms: ``Authorization: Bearer <jwt or api key>`` and ``X-API-Key``.
+
+A device's registration token (seed 002, ``POST /api/v1/clients/register``) is accepted where a
+user's JWT is: the connection then carries ``scope["device"]`` (the device identity) and an
+anonymous user, so it sees its own node's events only, never its owner's.
 """
 
 from urllib.parse import parse_qs
@@ -26,7 +30,25 @@ def _authenticate(token: str | None, api_key: str | None):
         result = authenticate_jwt(token)
         if result:
             return result
+        device = _authenticate_device(token)
+        if device is not None:
+            return AnonymousUser(), device
     return AnonymousUser(), None
+
+
+def _authenticate_device(token: str):
+    """The device identity of a valid device token, else None (a bad token is just refused)."""
+    try:
+        from nodes.protocol.services import device_authenticate
+    except ImportError:  # the device protocol is not installed
+        return None
+    from core.exceptions import ApplicationError
+    from rest_framework.exceptions import APIException
+
+    try:
+        return device_authenticate(token=token)
+    except (ApplicationError, APIException):
+        return None
 
 
 class TokenAuthMiddleware:
@@ -50,6 +72,11 @@ class TokenAuthMiddleware:
         if token or api_key:
             user, auth = await _authenticate(token, api_key)
             scope = dict(scope, user=user, auth=auth)
+            if auth is not None and not user.is_authenticated:
+                # Kept with the raw token: the consumer checks it again before each write, so a
+                # token revoked while the socket is open stops working there too.
+                scope["device"] = auth
+                scope["device_token"] = token
         return await self.app(scope, receive, send)
 
 

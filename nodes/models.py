@@ -119,3 +119,125 @@ class NodeMetric(models.Model):
 
     def __str__(self):
         return f"{self.node_id} @ {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+# ---- seed 002's device protocol (nodes.protocol) ---------------------------------------------------
+
+class DeviceCredential(TimeStampedModel):
+    """How a device proves it is its node: the ed25519 key it registered and the one token it holds.
+
+    A device is known by ``device_id`` per registrant: registering the same id again rotates the key
+    and issues a new token, whose ``token_jti`` replaces the old one (which then stops working)."""
+
+    node = models.OneToOneField(Node, on_delete=models.CASCADE, related_name="device_credential")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="device_credentials")
+    device_id = models.CharField(max_length=255)
+    platform = models.CharField(max_length=50)
+    capabilities = models.JSONField(default=dict, blank=True)
+    public_key = models.CharField(max_length=64, help_text="ed25519 public key, 32 raw bytes in base64")
+    token_jti = models.CharField(max_length=64, blank=True, db_index=True)
+    token_issued_at = models.DateTimeField(null=True, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["device_id"]
+        constraints = [models.UniqueConstraint(fields=["owner", "device_id"], name="device_unique_id_per_owner")]
+
+    def __str__(self):
+        return f"{self.device_id} ({self.platform})"
+
+
+class DeviceRoundStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    AGGREGATING = "aggregating", "Aggregating"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+def device_model_path(instance, filename):
+    return f"device_models/{instance.execution_id}/{instance.number:04d}.npz"
+
+
+class DeviceModel(TimeStampedModel):
+    """A global model of a device execution in the wire format (``pollen-tensors/1``), as devices
+    download it: ``number`` 0 is the initial model, ``n`` the aggregate of round ``n``. ``version``
+    is the string of ``GET /models/{version}``; it is never a UUID (``/models/{uuid}`` is the registry)."""
+
+    execution = models.ForeignKey("training.Execution", on_delete=models.CASCADE, related_name="device_models")
+    number = models.PositiveIntegerField()
+    version = models.CharField(max_length=64, unique=True)
+    file = models.FileField(upload_to=device_model_path, max_length=255)
+    checksum = models.CharField(max_length=64, help_text="sha256 hex of the uncompressed file")
+    size = models.PositiveBigIntegerField(default=0)
+    tensors = models.JSONField(default=dict, blank=True,
+                               help_text='{name: {"shape": [...], "dtype": "float32"}}: what an update must match')
+
+    class Meta:
+        ordering = ["execution", "number"]
+        constraints = [models.UniqueConstraint(fields=["execution", "number"], name="device_model_unique_number")]
+
+    def __str__(self):
+        return self.version
+
+
+class DeviceRound(UUIDModel, TimeStampedModel):
+    """One round of a device execution (the ``round_id`` of seed 002's URLs): open until its target
+    of updates arrived, its deadline passed or every missing node is known to be gone, then
+    aggregated. ``updates_received`` and ``total_weight`` change only under this row's lock, with the
+    fold of the update into the round's state under ``state_dir``."""
+
+    execution = models.ForeignKey("training.Execution", on_delete=models.CASCADE, related_name="device_rounds")
+    round = models.OneToOneField("training.Round", on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="device_round")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=DeviceRoundStatus.choices, default=DeviceRoundStatus.OPEN,
+                              db_index=True)
+    deadline = models.DateTimeField()
+    target_updates = models.PositiveIntegerField(default=1)
+    updates_received = models.PositiveIntegerField(default=0)
+    total_weight = models.FloatField(default=0.0)
+    global_model = models.ForeignKey(DeviceModel, on_delete=models.PROTECT, related_name="rounds",
+                                     help_text="The model this round trains from")
+    state_dir = models.CharField(max_length=500, blank=True, help_text="The aggregation state on disk")
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "number"]
+        constraints = [models.UniqueConstraint(fields=["execution", "number"], name="device_round_unique_number")]
+
+    def __str__(self):
+        return f"device round {self.number} of {self.execution_id}"
+
+    @property
+    def model_version(self) -> str:
+        return self.global_model.version
+
+    @property
+    def model_checksum(self) -> str:
+        return self.global_model.checksum
+
+    @property
+    def model_size(self) -> int:
+        return self.global_model.size
+
+
+class DeviceUpdate(UUIDModel):
+    """An update a device sent for a round (``update_id``): accepted once per node and round. Its
+    arrays live in the round's aggregation state, not here."""
+
+    round = models.ForeignKey(DeviceRound, on_delete=models.CASCADE, related_name="updates")
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="device_updates")
+    checksum = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    num_examples = models.PositiveIntegerField()
+    weight = models.FloatField(default=0.0)
+    metrics = models.JSONField(default=dict, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["round", "received_at"]
+        constraints = [models.UniqueConstraint(fields=["round", "node"], name="device_update_one_per_node")]
+
+    def __str__(self):
+        return f"update {self.pk} of {self.node_id}"

@@ -8,9 +8,12 @@ Zones and clusters are shared by the whole platform.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Avg, Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -173,3 +176,42 @@ def client_metrics_report(*, node: Node, period: str, blocks: list[str]) -> dict
 
 def _delta(first, last):
     return None if first is None or last is None else last - first
+
+
+# ---- the node agent's federation -------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
+# What a node's ``assignment_config["federation"]`` may set instead of the settings, with its type.
+FEDERATION_OVERRIDES = {"address": str, "insecure": bool, "root_certificates": str, "node_config": dict}
+
+
+def _pem(path: str) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        logger.warning("FLOWER_ROOT_CERTIFICATES %s cannot be read: %s", path, exc)
+        return None
+
+
+def node_federation(*, node: Node) -> dict:
+    """Where the node's Flower SuperNode connects, for its agent (with every heartbeat): the
+    SuperLink's Fleet API from the settings, or what ``assignment_config["federation"]`` says for
+    this node (values of the wrong type are ignored). ``root_certificates`` is the CA's PEM text, not
+    a path: the node runs on another host. No query."""
+    federation = {
+        "address": settings.FLOWER_FLEET_ADDRESS or settings.FLOWER_SUPERLINK_ADDRESS,
+        "insecure": settings.FLOWER_INSECURE,
+        "root_certificates": None if settings.FLOWER_INSECURE else _pem(settings.FLOWER_ROOT_CERTIFICATES),
+        "node_config": {},
+        "execution_id": str(node.current_execution_id) if node.current_execution_id else None,
+        "source": "settings",
+    }
+    override = (node.assignment_config or {}).get("federation")
+    if isinstance(override, dict):
+        given = {key: override[key] for key, kind in FEDERATION_OVERRIDES.items()
+                 if isinstance(override.get(key), kind) and override[key] != ""}
+        if given:
+            federation.update(given, source="assignment")
+    return federation

@@ -116,9 +116,11 @@ def node_status_set(*, node: Node, status: str, metadata: dict | None = None) ->
 
 
 @transaction.atomic
-def node_heartbeat(*, node: Node, samples: list[dict] | None = None, status: str | None = None) -> Node:
+def node_heartbeat(*, node: Node, samples: list[dict] | None = None, status: str | None = None,
+                   agent: dict | None = None) -> Node:
     """Record that ``node`` is alive: ``last_seen`` now, back from offline to ``connected`` (or the
-    status it reports), and its metric samples appended in one insert."""
+    status it reports), and its metric samples appended in one insert. ``agent`` (the node agent's
+    own report: its SuperNode's pid, restarts, ...) replaces ``metadata["agent"]``."""
     node = _locked(node)
     now = timezone.now()
     previous = node.status
@@ -133,7 +135,11 @@ def node_heartbeat(*, node: Node, samples: list[dict] | None = None, status: str
         latest = rows[-1]
         node.latest_metrics = {f: getattr(latest, f) for f in METRIC_FIELDS if getattr(latest, f) is not None}
         node.latest_metrics["timestamp"] = latest.timestamp.isoformat().replace("+00:00", "Z")
-    node.save(update_fields=["status", "last_seen", "stale_at", "latest_metrics", "updated_at"])
+    fields = ["status", "last_seen", "stale_at", "latest_metrics", "updated_at"]
+    if agent is not None:
+        node.metadata = {**(node.metadata or {}), "agent": agent}
+        fields.append("metadata")
+    node.save(update_fields=fields)
     if node.status != previous:
         events.broadcast_node(node, previous)
     return node

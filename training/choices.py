@@ -44,6 +44,7 @@ class RoundStatus(models.TextChoices):
 class Transport(models.TextChoices):
     EMBEDDED = "embedded", "Embedded federation (in-process Flower grid in a worker)"
     DEPLOYED = "deployed", "Deployed federation (Flower SuperLink and SuperNodes)"
+    DEVICE = "device", "Devices speaking seed 002's protocol (REST, gRPC)"
 
 
 class LogLevel(models.TextChoices):

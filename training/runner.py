@@ -83,6 +83,8 @@ class ExecutionObserver:
         self.rounds: dict[int, Round | None] = {}
         self.checkpointed: set[int] = set()
         self.saved_arrays: dict[int, ArrayRecord] = {}  # the latest checkpoint written, as arrays
+        # Fields a transport adds to a round's round.started / model.aggregated events (device rounds).
+        self.event_data: dict[int, dict] = {}
 
     # ---- logs --------------------------------------------------------------------------------
     def log(self, message: str, *, level: str = "INFO", round_number: int | None = None, source: str = "server",
@@ -113,7 +115,8 @@ class ExecutionObserver:
                 execution=self.execution, number=round_number,
                 defaults={"status": RoundStatus.COLLECTING, "started_at": timezone.now(), "completed_at": None},
             )
-            broadcast_on_commit("round.started", events.round_data(self.execution, round_number), self.audience)
+            broadcast_on_commit("round.started", {**events.round_data(self.execution, round_number),
+                                                  **self.event_data.get(round_number, {})}, self.audience)
         self.log(f"Round {round_number}/{self.execution.total_rounds} started", round_number=round_number)
 
     def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None:
@@ -189,7 +192,8 @@ class ExecutionObserver:
         self.log(f"Round {round_number} completed", round_number=round_number, data={"metrics": latest})
         self.flush_logs()
         publish_round(self.execution, round_number)
-        data = {**events.round_data(self.execution, round_number), "metrics": latest}
+        data = {**events.round_data(self.execution, round_number), "metrics": latest,
+                **self.event_data.get(round_number, {})}
         broadcast_many_on_commit([("model.aggregated", data), ("round.completed", data), ("metrics.updated", data),
                                   ("training_update", events.training_update(self.execution))], self.audience)
 
@@ -321,6 +325,10 @@ def run_execution(execution_id) -> str | None:
             from training.deployed import drive_deployed
 
             drive_deployed(execution, observer)
+        elif execution.transport == Transport.DEVICE:
+            from nodes.protocol.rounds import drive_device
+
+            drive_device(execution, observer)
         elif execution.upload_id:
             from training.isolation import drive_uploaded_app
 

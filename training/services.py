@@ -36,6 +36,8 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     What trains: the project's uploaded Flower app when it has one (its latest upload, or
     ``config.upload_id``), unless ``config.source`` is ``"builtin"``; otherwise Pollen's own app with
     the model and data set the config names."""
+    if isinstance(config, dict) and config.get("transport") == Transport.DEVICE and config.get("source") is None:
+        config = {**config, "source": "builtin"}  # devices train a built-in model, whatever the project uploaded
     upload = _upload_for(project, config or {})
     checked = parse_training_config(config, project_configuration=project.configuration,
                                     algorithm=algorithm, strategy_params=strategy_params, upload=upload,
@@ -48,6 +50,8 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     if transport not in Transport.values:
         raise ValidationFailed(f"transport must be one of {list(Transport.values)}", field="transport",
                                http_status=422)
+    if transport == Transport.DEVICE:
+        checked = _device_config(checked, config or {}, upload=upload, privacy=privacy_checked)
     execution = Execution.objects.create(privacy=privacy_checked, transport=transport,
         project=project, created_by=user, name=name[:200], upload=upload,
         algorithm=checked["algorithm"], strategy_params=checked["strategy_params"],
@@ -59,6 +63,32 @@ def execution_start(*, project: Project, user: User, config: dict | None, name: 
     broadcast_on_commit("execution.created", events.execution_data(execution), events.audience(execution))
     _enqueue(execution)
     return execution
+
+
+DEVICE_ROUND_TIMEOUT_RANGE = (5, 7 * 24 * 3600)
+
+
+def _device_config(checked: dict, raw: dict, *, upload, privacy: dict) -> dict:
+    """What a device execution needs on top of the common parameters: a built-in model and data set
+    (the server evaluates on its held-out split), a strategy the device aggregation implements, no
+    privacy wrapper, and ``round_timeout`` seconds (each round's deadline)."""
+    from django.conf import settings
+
+    from nodes.protocol.aggregate import resolve
+    from training.config import _fail, _number
+
+    if upload is not None:
+        raise _fail("source", "A device execution trains a built-in model; set source to \"builtin\"")
+    if (privacy.get("differential_privacy") or {}).get("enabled") or privacy.get("secure_aggregation"):
+        raise _fail("privacy_config", "Devices send plain updates: differential privacy and secure aggregation "
+                                      "are not available with transport \"device\"")
+    try:
+        resolve(checked["algorithm"])
+    except ValueError as exc:
+        raise _fail("algorithm", str(exc))
+    low, high = DEVICE_ROUND_TIMEOUT_RANGE
+    timeout = raw.get("round_timeout", raw.get("roundTimeout", settings.DEVICE_ROUND_TIMEOUT_SECONDS))
+    return {**checked, "round_timeout": _number("round_timeout", timeout, int, low, high)}
 
 
 def _upload_for(project: Project, config: dict):

@@ -170,6 +170,7 @@ THROTTLE_RATES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
+        "nodes.protocol.auth.DeviceTokenAuthentication",
         "accounts.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -212,6 +213,8 @@ SPECTACULAR_SETTINGS = {
         "DatasetTaskEnum": "projects.choices.DatasetTask",
         "ColumnTypeEnum": "projects.choices.ColumnType",
         "ExecutionStatusEnum": "training.choices.ExecutionStatus",
+        "NodeStatusEnum": "nodes.choices.NodeStatus",
+        "NodeTypeEnum": "nodes.choices.NodeType",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

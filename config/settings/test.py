@@ -21,3 +21,6 @@ THROTTLE_RATES = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 # The in-memory test database is shared between threads under a table lock; the heartbeat thread
 # has its own test (training/tests) and otherwise stays quiet.
 TRAINING_HEARTBEAT_SECONDS = 3600
+# The device protocol's per-device limits (seed 002), raised like the others; its own tests lower them.
+DEVICE_THROTTLE_RATES = {"device_models": "10000/min", "device_updates": "10000/min", "device_rounds": "10000/min"}
+DEVICE_ROUND_POLL_SECONDS = 0.05

@@ -173,6 +173,8 @@ class HeartbeatInputSerializer(serializers.Serializer):
     metrics = MetricSampleSerializer(required=False, help_text="The current sample")
     samples = MetricSampleSerializer(many=True, required=False, max_length=100,
                                      help_text="Samples buffered since the last heartbeat")
+    agent = BoundedJSONField(required=False, help_text="The node agent's own state (version, SuperNode pid, "
+                                                       "restarts, Flower node id), kept as metadata.agent")
 
 
 class ZoneInputSerializer(serializers.ModelSerializer):
@@ -322,6 +324,27 @@ class NodeSerializer(serializers.ModelSerializer):
             "registered_by_id": str(obj.registered_by_id) if obj.registered_by_id else None,
             "created_at": _iso(obj.created_at), "updated_at": _iso(obj.updated_at),
         }
+
+
+class FederationSerializer(serializers.Serializer):
+    """Where a node's Flower SuperNode connects (the node agent follows it)."""
+
+    address = serializers.CharField(help_text="The SuperLink's Fleet API, host:port (FLOWER_FLEET_ADDRESS)")
+    insecure = serializers.BooleanField(help_text="Connect without TLS")
+    root_certificates = serializers.CharField(allow_null=True, help_text="PEM CA certificate(s) for TLS, if set")
+    node_config = serializers.DictField(help_text="SuperNode node config (--node-config)")
+    execution_id = serializers.UUIDField(allow_null=True)
+    source = serializers.CharField(help_text="settings, or assignment for the node's assignment_config.federation")
+
+
+class HeartbeatSerializer(NodeSerializer):
+    """The node after a heartbeat, with the federation its SuperNode should join. Output only."""
+
+    federation = FederationSerializer()
+
+    class Meta(NodeSerializer.Meta):
+        fields = [*NodeSerializer.Meta.fields, "federation"]
+        read_only_fields = fields
 
 
 class NodeDatasetSerializer(serializers.ModelSerializer):

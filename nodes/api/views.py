@@ -62,13 +62,17 @@ class _NodesViewSet(viewsets.GenericViewSet):
         return selectors.node_get(user=self.request.user, node_id=pk, for_write=for_write)
 
     def _heartbeat(self, request, pk):
+        from nodes.protocol.auth import check_acting_for
+
+        check_acting_for(request, pk)  # a device token beats for its own node only (403)
         node = self._node(pk, for_write=True)
         data = s.validated_input(s.HeartbeatInputSerializer, request.data)
         samples = list(data.get("samples", []))
         if data.get("metrics"):
             samples.append(data["metrics"])
-        node = services.node_heartbeat(node=node, samples=samples, status=data.get("status"))
-        return respond(s.NodeSerializer(node).data, message="Heartbeat recorded")
+        node = services.node_heartbeat(node=node, samples=samples, status=data.get("status"), agent=data.get("agent"))
+        return respond({**s.NodeSerializer(node).data, "federation": selectors.node_federation(node=node)},
+                       message="Heartbeat recorded")
 
 
 def _metrics_query(request) -> dict:
@@ -111,8 +115,8 @@ class NodeViewSet(_NodesViewSet):
         report = selectors.node_metrics_report(node=node, period=query["period"], groups=groups)
         return respond(report, message="Node metrics")
 
-    @extend_schema(parameters=[NODE_ID], request=s.HeartbeatInputSerializer, responses={200: s.NodeSerializer,
-                                                                                         **CONFLICT})
+    @extend_schema(parameters=[NODE_ID], request=s.HeartbeatInputSerializer,
+                   responses={200: s.HeartbeatSerializer, **CONFLICT})
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
         return self._heartbeat(request, pk)
@@ -213,7 +217,7 @@ class ClientViewSet(_NodesViewSet):
         return respond(s.NodeSerializer(node).data, message="Client status updated")
 
     @extend_schema(parameters=[NODE_ID], request=s.HeartbeatInputSerializer,
-                   responses={200: s.NodeSerializer, **CONFLICT})
+                   responses={200: s.HeartbeatSerializer, **CONFLICT})
     @action(detail=True, methods=["post"])
     def heartbeat(self, request, pk=None):
         return self._heartbeat(request, pk)

@@ -30,7 +30,9 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(300)
 @pytest.mark.django_db(transaction=True)
-def test_an_execution_trains_on_an_authenticated_tls_superlink_with_real_supernodes(live_server, django_capture_on_commit_callbacks):
+def test_an_execution_trains_on_an_authenticated_tls_superlink_with_real_supernodes(live_server, builtin_roles,
+                                                                                   django_capture_on_commit_callbacks):
+    # builtin_roles: the owner's role exists even after another transactional test's flush emptied the tables.
     port = _free_port()
     # TLS with a throwaway CA, and SuperNode authentication: only registered keys may join.
     with LocalFederation(supernodes=2, port=port, auth=True) as federation, override_settings(

@@ -1,9 +1,12 @@
-"""Serve the whole platform from one command: the ASGI server, a Celery worker, Celery beat and,
-with ``--supernodes N``, a local Flower SuperLink with N SuperNodes for deployed executions.
+"""Serve the whole platform from one command: the ASGI server, a Celery worker, Celery beat, the
+devices' gRPC service on DEVICE_GRPC_ADDRESS (unless ``--no-grpc``) and, with ``--supernodes N``,
+a local Flower SuperLink with N SuperNodes for deployed executions.
 
 Ctrl-C (or SIGTERM) stops everything; if the server, the worker or beat dies the others are
-stopped too, so the platform never runs half-started. The local federation is optional: if it
-cannot start, embedded training goes on and deployed executions fail with the reason.
+stopped too, so the platform never runs half-started. The gRPC service and the local federation
+are optional: if the gRPC service cannot start (its port taken, say), devices keep REST and the
+WebSocket; if the federation cannot, embedded training goes on and deployed executions fail with
+the reason.
 """
 
 import os
@@ -17,13 +20,15 @@ from django.core.management.base import BaseCommand
 
 
 class Command(BaseCommand):
-    help = "Run the ASGI server (uvicorn), a Celery worker and Celery beat together."
+    help = "Run the ASGI server (uvicorn), a Celery worker, Celery beat and the devices' gRPC service together."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
-        parser.add_argument("--no-worker", action="store_true", help="Serve HTTP only")
+        parser.add_argument("--no-worker", action="store_true", help="No Celery worker or beat (nor the federation)")
+        parser.add_argument("--no-grpc", action="store_true",
+                            help="Leave out the devices' gRPC service (DEVICE_GRPC_ADDRESS)")
         parser.add_argument("--supernodes", type=int, default=0,
                             help="Also start a local Flower SuperLink with this many SuperNodes (deployed transport)")
 
@@ -43,11 +48,17 @@ class Command(BaseCommand):
             commands["beat"] = [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
                                 "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
                                 "--pidfile", ""]
-        optional = set()
+        # Optional services: the platform goes on without them (what is left is said when one dies).
+        optional = {}
+        if not options["no_grpc"]:
+            # Devices keep REST and the WebSocket if its port is taken.
+            commands["grpc"] = [python, str(settings.BASE_DIR / "manage.py"), "device_grpc",
+                                "--address", settings.DEVICE_GRPC_ADDRESS]
+            optional["grpc"] = "devices keep REST and the WebSocket"
         if options["supernodes"] > 0 and not options["no_worker"]:
             commands["federation"] = [python, str(settings.BASE_DIR / "manage.py"), "flower_federation",
                                       "--supernodes", str(options["supernodes"])]
-            optional.add("federation")
+            optional["federation"] = "embedded training goes on"
         processes = {}
         stopping = False
 
@@ -67,7 +78,7 @@ class Command(BaseCommand):
                 for name, proc in list(processes.items()):
                     if proc.poll() is not None:
                         if name in optional:
-                            self.stderr.write(f"{name} exited with {proc.returncode}; embedded training goes on")
+                            self.stderr.write(f"{name} exited with {proc.returncode}; {optional[name]}")
                             del processes[name]
                             continue
                         self.stderr.write(f"{name} exited with {proc.returncode}; stopping the platform")

@@ -1,0 +1,5 @@
+import sys
+
+from pollen_agent.cli import main
+
+sys.exit(main())
