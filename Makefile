@@ -45,6 +45,7 @@ bench: setup-dev
 	$(BIN)/python benchmarks/engine.py
 	$(BIN)/python benchmarks/aggregate.py
 	$(BIN)/python benchmarks/update_ingest.py
+	$(BIN)/python benchmarks/budget_summary.py
 
 # The device gRPC service's Python code, from protos/ (the generated modules are committed).
 # grpcio-tools is a codegen tool only: 1.81.1 is the newest that works with protobuf 6.33.

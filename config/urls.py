@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("training.api.urls")),
     path("", include("nodes.api.urls")),
     path("", include("nodes.protocol.urls")),
+    path("", include("budgets.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", _docs_csp(SpectacularSwaggerSplitView.as_view(url_name="schema")), name="swagger-ui"),
     path("redoc/", _docs_csp(SpectacularRedocView.as_view(url_name="schema")), name="redoc"),
@@ -29,6 +30,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("training.urls")),
     path("", include("projects.urls")),
+    path("", include("budgets.urls")),
     path("", include("nodes.urls")),
 ]
 

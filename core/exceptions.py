@@ -48,8 +48,8 @@ ERROR_CATALOGUE: dict[str, tuple[int, str]] = {
     "INVALID_MODEL_FORMAT": (422, "Model update format validation failed"),
     # seed 004: budgets
     "BUDGET_001": (422, "Budget exceeded"),
-    "BUDGET_002": (404, "Budget not found"),
-    "BUDGET_003": (409, "Invalid budget status transition"),
+    "BUDGET_002": (409, "Approval required"),
+    "BUDGET_003": (422, "Invalid category"),
     "BUDGET_004": (422, "Insufficient available budget"),
     "BUDGET_005": (403, "Approval limit exceeded"),
     # seed 004: services

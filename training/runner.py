@@ -427,6 +427,8 @@ def finish_execution(execution_id, outcome: str, *, error_code: str = "", error_
                 ExecutionStatus.STOPPED: "execution.stopped", ExecutionStatus.SUSPENDED: "execution.suspended"}[outcome]
         broadcast_on_commit(name, events.execution_data(execution), events.audience(execution))
         broadcast_on_commit("training_update", events.training_update(execution), events.audience(execution))
+        from budgets.services import execution_cost_book_on_commit  # the compute cost, booked once this commits
+        execution_cost_book_on_commit(execution_id=execution.pk)
     return outcome
 
 

@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "projects",
     "training",
     "nodes",
+    "budgets",
 ]
 
 MIDDLEWARE = [
