@@ -253,7 +253,7 @@ def invite_devices(*, execution: Execution) -> list[uuid.UUID]:
         for node in nodes:
             try:
                 with transaction.atomic():
-                    locked = Node.objects.select_for_update().select_related("current_execution").get(pk=node.pk)
+                    locked = Node.objects.select_for_update(of=("self",)).select_related("current_execution").get(pk=node.pk)
                     current = locked.current_execution
                     if current is not None and current.pk == execution.pk:
                         continue  # it asked for the round meanwhile
