@@ -134,7 +134,8 @@ class DeviceCredential(TimeStampedModel):
     device_id = models.CharField(max_length=255)
     platform = models.CharField(max_length=50)
     capabilities = models.JSONField(default=dict, blank=True)
-    public_key = models.CharField(max_length=64, help_text="ed25519 public key, 32 raw bytes in base64")
+    public_key = models.CharField(max_length=64, blank=True,
+                                  help_text="ed25519 public key, 32 raw bytes in base64 (empty: cannot sign)")
     token_jti = models.CharField(max_length=64, blank=True, db_index=True)
     token_issued_at = models.DateTimeField(null=True, blank=True)
     token_expires_at = models.DateTimeField(null=True, blank=True)

@@ -15,7 +15,8 @@ class ClientRegisterInputSerializer(serializers.Serializer):
     platform = serializers.CharField(max_length=50, help_text="android, ios, linux, ...")
     capabilities = serializers.DictField(required=False, default=dict,
                                          help_text="max_model_size_mb, supported_frameworks, compute_capability")
-    public_key = serializers.CharField(max_length=100, help_text="ed25519 public key: 32 raw bytes, base64")
+    public_key = serializers.CharField(max_length=100, required=False,
+                                       help_text="ed25519 public key: 32 raw bytes, base64 (needed to sign updates)")
     project_id = serializers.UUIDField(required=False, allow_null=True,
                                        help_text="Serve only this project's executions")
 

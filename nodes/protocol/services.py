@@ -38,8 +38,10 @@ from training.models import Execution
 logger = logging.getLogger("pollen.nodes.protocol")
 
 CHECKSUM = re.compile(r"^[0-9a-f]{64}$")
-PLATFORM = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
+# Descriptive fields: seed 002's own example sends "android|ios|linux" and "low|medium|high" as written.
+PLATFORM = re.compile(r"^[a-z0-9][a-z0-9_.|+-]{0,49}$")
 COMPUTE_LEVELS = ("low", "medium", "high")
+COMPUTE_LEVEL = re.compile(r"^(low|medium|high)(\|(low|medium|high)){0,2}$")
 MOBILE_PLATFORMS = {"android", "ios"}
 
 
@@ -83,10 +85,12 @@ def _check_registration(device_id, platform, capabilities, public_key) -> tuple[
         raise ValidationFailed("capabilities.supported_frameworks must be a list of names",
                                field="capabilities.supported_frameworks")
     level = capabilities.get("compute_capability")
-    if level is not None and level not in COMPUTE_LEVELS:
+    if level is not None and not (isinstance(level, str) and COMPUTE_LEVEL.match(level)):
         raise ValidationFailed(f"capabilities.compute_capability must be one of {list(COMPUTE_LEVELS)}",
                                field="capabilities.compute_capability")
-    key = parse_public_key(public_key)
+    # A device without a key may register (seed 002's example sends none) but cannot sign an update
+    # until it registers again with one.
+    key = "" if public_key is None else parse_public_key(public_key)
     if key is None:
         raise ValidationFailed("public_key must be an ed25519 public key: 32 raw bytes in base64",
                                field="public_key")
@@ -105,14 +109,15 @@ def _node_fields(device_id: str, platform: str, capabilities: dict, metadata: di
 
 
 @transaction.atomic
-def device_register(*, user: User, device_id: str, platform: str, capabilities: dict | None, public_key: str,
-                    project_id=None) -> Registration:
+def device_register(*, user: User, device_id: str, platform: str, capabilities: dict | None,
+                    public_key: str | None = None, project_id=None) -> Registration:
     """Register a device of ``user`` (who holds ``client:register``) or register it again.
 
     A new device gets a client node (type client, framework and platform from its capabilities,
     ``registered_by`` = ``user``) and a credential. The same ``device_id`` registered again by the
-    same user keeps its node, takes the new public key and gets a new token: the old token stops
-    working. ``project_id`` (optional) must be a project ``user`` may write to; the node then serves
+    same user keeps its node, takes the new public key (or keeps its key when none is sent) and gets
+    a new token: the old token stops working. A device with no key registers but cannot sign
+    updates (401 until it registers a key). ``project_id`` (optional) must be a project ``user`` may write to; the node then serves
     that project's executions only."""
     device_id, platform, capabilities, key = _check_registration(device_id, platform, capabilities, public_key)
     project = None
@@ -133,7 +138,8 @@ def device_register(*, user: User, device_id: str, platform: str, capabilities: 
         node = node_services.node_update(node=node, **fields)
         node = node_services.node_heartbeat(node=node)
     now = timezone.now()
-    token, jti, expires_at = token_issue(node_id=node.pk, now=now, public_key=key)
+    key = key or credential.public_key or ""
+    token, jti, expires_at = token_issue(node_id=node.pk, now=now, public_key=key or None)
     credential.platform = platform
     credential.capabilities = capabilities
     credential.public_key = key
@@ -435,7 +441,11 @@ def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody,
         if digest != declared:
             raise ValidationFailed("The body does not match X-Update-Checksum",
                                    details={"field": "X-Update-Checksum", "expected": digest, "received": declared})
-        if not public_key or not received.verify(public_key, raw_signature):
+        if not public_key:
+            raise AuthenticationFailed("This device registered without a public key: register it again with "
+                                       "public_key to sign its updates",
+                                       details={"field": "X-Client-Signature", "reason": "no_public_key"})
+        if not received.verify(public_key, raw_signature):
             raise AuthenticationFailed("X-Client-Signature is not this device's signature of the body",
                                        details={"field": "X-Client-Signature"})
         previous = selectors.node_update(device_round=device_round, node=node)

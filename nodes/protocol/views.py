@@ -95,7 +95,7 @@ class ClientRegisterView(APIView):
         data = validated_input(s.ClientRegisterInputSerializer, request.data)
         registration = services.device_register(
             user=request.user, device_id=data["device_id"], platform=data["platform"],
-            capabilities=dict(data.get("capabilities") or {}), public_key=data["public_key"],
+            capabilities=dict(data.get("capabilities") or {}), public_key=data.get("public_key"),
             project_id=data.get("project_id"))
         return respond({"client_id": str(registration.node.pk), "registration_token": registration.token,
                         "expires_at": _iso(registration.expires_at)},

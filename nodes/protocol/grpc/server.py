@@ -58,14 +58,15 @@ class FederatedLearningServicer(pb_grpc.FederatedLearningServicer):
     def RegisterClient(self, request: pb.RegisterClientRequest, context, call) -> pb.RegisterClientResponse:
         admit(call.request, views.ClientRegisterView)
         body = {"device_id": request.device_id, "platform": request.platform,
-                "capabilities": messages.capabilities_dict(request.capabilities),
-                "public_key": call.request.header("x-client-public-key")}
+                "capabilities": messages.capabilities_dict(request.capabilities)}
+        if call.request.header("x-client-public-key") is not None:
+            body["public_key"] = call.request.header("x-client-public-key")
         if call.request.header("x-project-id"):
             body["project_id"] = call.request.header("x-project-id")
         data = validated_input(ClientRegisterInputSerializer, body)
         registration = services.device_register(
             user=call.request.user, device_id=data["device_id"], platform=data["platform"],
-            capabilities=dict(data.get("capabilities") or {}), public_key=data["public_key"],
+            capabilities=dict(data.get("capabilities") or {}), public_key=data.get("public_key"),
             project_id=data.get("project_id"))
         return pb.RegisterClientResponse(client_id=str(registration.node.pk),
                                          registration_token=registration.token,

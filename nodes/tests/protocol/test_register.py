@@ -83,6 +83,7 @@ def test_the_same_device_id_of_another_owner_is_another_node(api_key, registrant
     ({"public_key": "not base64!"}, "public_key"),
     ({"public_key": "AAAA"}, "public_key"),  # base64, but 3 bytes
     ({"public_key": ""}, "public_key"),
+    ({"public_key": None}, "public_key"),
     ({"device_id": ""}, "device_id"),
     ({"device_id": "x" * 300}, "device_id"),
     ({"platform": "Not A Platform!"}, "platform"),

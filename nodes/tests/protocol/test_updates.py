@@ -14,10 +14,10 @@ from django.utils import timezone
 from accounts.tests.fixtures import assert_error, assert_success
 from core.exceptions import ApplicationError
 from core.models import Event
-from nodes.models import DeviceRound, DeviceRoundStatus, DeviceUpdate, Node
+from nodes.models import DeviceCredential, DeviceRound, DeviceRoundStatus, DeviceUpdate, Node
 from nodes.protocol import rounds, selectors, services, signatures
 from nodes.protocol.aggregate import RunningSum, UpdateStore
-from nodes.tests.protocol.conftest import device_execution, open_first_round, update_body
+from nodes.tests.protocol.conftest import REGISTER, Device, device_execution, open_first_round, update_body
 from wia_fl import wire
 
 pytestmark = pytest.mark.django_db
@@ -305,3 +305,26 @@ def test_the_asgi_guard_refuses_large_update_bodies_before_django_reads_them(set
     calls, sent = _asgi(headers=[(b"content-length", b"20000")], chunks=[b"x" * 20_000],
                         path="/api/v1/projects")
     assert sent[0]["status"] == 202
+
+
+def test_seed_002s_registration_example_as_written_registers_but_cannot_sign_until_it_sends_a_key(
+        open_round, api_key):
+    """Seed 002's example body has no public key (and placeholder values such as "android|ios|linux"):
+    the device registers and follows rounds, its updates are refused (401) until it registers again
+    with a key, after which the same device signs and is accepted."""
+    device_round, arrays = open_round
+    device = Device("hashed-device-identifier")
+    seed_body = {"device_id": "hashed-device-identifier", "platform": "android|ios|linux",
+                 "capabilities": {"max_model_size_mb": 500, "supported_frameworks": ["tensorflow", "pytorch"],
+                                  "compute_capability": "low|medium|high"}}
+    response = device.http.request("post", REGISTER, json_body=seed_body, headers={"Authorization": f"Bearer {api_key}"})
+    data = assert_success(response, 201)["data"]
+    device.token, device.client_id = data["registration_token"], data["client_id"]
+    assert DeviceCredential.objects.get(node_id=data["client_id"]).public_key == ""
+    assert assert_success(device.current())["data"]["round_id"] == str(device_round.pk)
+    error = assert_error(device.submit(device_round.pk, update_body(arrays)), 401, "AUTHENTICATION_FAILED")
+    assert error["error"]["details"]["reason"] == "no_public_key"
+    _nothing_stored(device_round)
+    assert_success(device.register(api_key), 201)  # the same device, now with its key
+    assert_success(device.submit(device_round.pk, update_body(arrays)), 202)
+    assert Node.objects.filter(device_credential__device_id="hashed-device-identifier").count() == 1
