@@ -32,7 +32,11 @@ import urllib.error
 import urllib.request
 from contextlib import closing
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+try:  # imported as benchmarks.<name> (the servers it starts), or run as a script from benchmarks/
+    from benchmarks.throwaway_db import drop_database, prepare_database
+except ImportError:
+    from throwaway_db import drop_database, prepare_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "pollen_bench"
@@ -62,39 +66,6 @@ def parse_args(argv=None):
 
 
 # ---- the database ------------------------------------------------------------------------------
-
-def _with_dbname(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def _is_postgres(url: str) -> bool:
-    return urlsplit(url).scheme in ("postgres", "postgresql", "pgsql", "postgis")
-
-
-def _postgres_admin(url: str, statement: str) -> None:
-    import psycopg
-
-    conninfo = urlunsplit(("postgresql", *urlsplit(url)[1:]))
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def prepare_database(admin_url: str | None) -> str | None:
-    """The DATABASE_URL the server and the seeding use (None: SQLite in POLLEN_VAR_DIR)."""
-    if not admin_url:
-        return None
-    if not _is_postgres(admin_url):
-        raise SystemExit(f"Only PostgreSQL URLs (or none, for SQLite) are supported, not {urlsplit(admin_url).scheme}")
-    _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-    _postgres_admin(admin_url, f'CREATE DATABASE "{BENCH_DB}"')
-    return _with_dbname(admin_url, BENCH_DB)
-
-
-def drop_database(admin_url: str | None) -> None:
-    if admin_url and _is_postgres(admin_url):
-        _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
 
 def migrate(env: dict) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=BASE_DIR, env=env,
@@ -284,7 +255,7 @@ def main(argv=None) -> int:
     proc = None
     database_created = False
     try:
-        database_url = prepare_database(admin_url)
+        database_url = prepare_database(admin_url, BENCH_DB)
         database_created = database_url is not None
         env = {
             **os.environ,
@@ -358,7 +329,7 @@ def main(argv=None) -> int:
                 connections.close_all()
             except Exception:
                 pass
-            drop_database(admin_url)
+            drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

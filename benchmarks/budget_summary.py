@@ -34,7 +34,11 @@ import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+try:  # imported as benchmarks.<name> (the servers it starts), or run as a script from benchmarks/
+    from benchmarks.throwaway_db import drop_database, prepare_database
+except ImportError:
+    from throwaway_db import drop_database, prepare_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "pollen_bench_budgets"
@@ -51,35 +55,6 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=7, help="measured calls of each, medians reported (7)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls of each first (1)")
     return parser.parse_args(argv)
-
-
-# ---- the database ------------------------------------------------------------------------------
-
-def _is_postgres(url: str) -> bool:
-    return urlsplit(url).scheme in ("postgres", "postgresql", "pgsql")
-
-
-def _postgres_admin(url: str, statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(urlunsplit(("postgresql", *urlsplit(url)[1:])), autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def prepare_database(admin_url: str | None) -> str | None:
-    if not admin_url:
-        return None
-    if not _is_postgres(admin_url):
-        raise SystemExit(f"Only PostgreSQL URLs (or none, for SQLite) are supported, not {urlsplit(admin_url).scheme}")
-    _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-    _postgres_admin(admin_url, f'CREATE DATABASE "{BENCH_DB}"')
-    parts = urlsplit(admin_url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{BENCH_DB}", parts.query, parts.fragment))
-
-
-def drop_database(admin_url: str | None) -> None:
-    if admin_url and _is_postgres(admin_url):
-        _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
 
 
 # ---- the ledger --------------------------------------------------------------------------------
@@ -231,7 +206,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="pollen-bench-budgets-"))
     created = False
     try:
-        database_url = prepare_database(admin_url)
+        database_url = prepare_database(admin_url, BENCH_DB)
         created = database_url is not None
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "POLLEN_VAR_DIR": str(tmp),
                "THROTTLE_GENERAL": "1000000/min", "LOG_LEVEL": "WARNING", "ACCESS_TOKEN_MINUTES": "240",
@@ -313,7 +288,7 @@ def main(argv=None) -> int:
                 connections.close_all()
             except Exception:
                 pass
-            drop_database(admin_url)
+            drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
