@@ -39,7 +39,7 @@ def test_an_execution_trains_on_an_authenticated_tls_superlink_with_real_superno
             FLOWER_SUPERLINK_ADDRESS=federation.address, FLOWER_INSECURE=False,
             FLOWER_ROOT_CERTIFICATES=str(federation.ca_path), FLOWER_CALLBACK_URL=live_server.url,
             FLOWER_POLL_SECONDS=0.5):
-        federation.wait_for_nodes()
+        federation.wait_for_nodes(timeout=120)  # SuperNodes with TLS and auth are slow to join on a loaded machine
         owner = UserFactory()
         project = ProjectFactory(owner=owner, configuration={})
         with django_capture_on_commit_callbacks(execute=True):

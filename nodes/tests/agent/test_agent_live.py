@@ -213,7 +213,7 @@ def test_the_supernode_joins_a_real_superlink_and_its_training_is_counted(live_s
                           "--node-config", "partition-id=0 num-partitions=1",
                           env={"PYTHONPATH": str(Path(__file__).resolve().parents[3]),
                                SECRET_ENV: callback_secret()})
-        federation.wait_for_nodes(1, timeout=60)
+        federation.wait_for_nodes(1, timeout=120)
         report = wait_for(lambda: (r := _supernode(user)).get("connected") and r, message="a connected SuperNode",
                           log=agent.log)
         client = federation.control_client()
