@@ -8,7 +8,6 @@ reset)`` on the request so that the middleware can send ``X-RateLimit-*`` header
 ``reset`` is the epoch second at which the current window ends.
 """
 
-import time
 
 from django.core.cache import cache as default_cache
 from django.utils.functional import SimpleLazyObject, empty
@@ -99,7 +98,7 @@ def general_bucket_key(request):
     throttle = GeneralRateThrottle()
     if throttle.rate is None:
         return None, 0, 0
-    window = int(time.time() // throttle.duration)
+    window = int(throttle.timer() // throttle.duration)  # the throttles' own clock
     ident = client_ident(request, resolve_user=False)
     key = throttle.cache_format % {"scope": "general", "ident": ident}
     return f"{key}:{window}", throttle.num_requests, (window + 1) * throttle.duration
