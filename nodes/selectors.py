@@ -66,6 +66,21 @@ def offline_node_ids(execution) -> set[uuid.UUID]:
                .filter(Q(status=NodeStatus.OFFLINE) | Q(stale_at__lt=now)).values_list("pk", flat=True))
 
 
+def flower_nodes_offline(flower_node_ids, *, project_id) -> list[int]:
+    """Of ``flower_node_ids`` (the ids a SuperLink gave its SuperNodes), those whose registry node is
+    known to be gone (offline, or past twice its heartbeat interval and not yet marked). The node
+    agent reports its SuperNode's id in every heartbeat (``metadata.agent.supernode.flower_node_id``); nodes of
+    another project are not answered for."""
+    wanted = {str(n) for n in flower_node_ids}
+    if not wanted:
+        return []
+    rows = (Node.objects.filter(metadata__agent__supernode__flower_node_id__in=sorted(wanted))
+            .filter(Q(project__isnull=True) | Q(project_id=project_id))
+            .filter(Q(status=NodeStatus.OFFLINE) | Q(stale_at__lt=timezone.now()))
+            .values_list("metadata__agent__supernode__flower_node_id", flat=True))
+    return sorted({int(value) for value in rows if str(value) in wanted})
+
+
 def zone_list() -> QuerySet[Zone]:
     return Zone.objects.all()
 

@@ -188,6 +188,8 @@ def apply_callback(execution: Execution, payload: dict) -> dict:
         raise ApplicationError("RESOURCE_CONFLICT", f"The execution is {execution.status}, not running",
                                http_status=409)
     kind = payload.get("type")
+    if kind == "liveness":
+        return {"offline": _offline_flower_nodes(execution, payload.get("node_ids"))}
     observer = ExecutionObserver(execution)
     observer.fail_on_empty_round = False
     try:
@@ -200,7 +202,9 @@ def apply_callback(execution: Execution, payload: dict) -> dict:
                     with checkpoint.checkpoint.open("rb") as fh:
                         initial = base64.b64encode(fh.read()).decode()
             observer.log("The ServerApp on the SuperLink started", source="flower")
-            return {"round_offset": offset, "initial_arrays": initial}
+            return {"round_offset": offset, "initial_arrays": initial,
+                    "poll_seconds": settings.FLOWER_REPLY_POLL_SECONDS,
+                    "liveness_seconds": settings.FLOWER_LIVENESS_SECONDS}
         if kind == "round_started":
             try:
                 observer.before_round(_round(payload))
@@ -244,6 +248,25 @@ def apply_callback(execution: Execution, payload: dict) -> dict:
         raise ValidationFailed("Unknown callback type", field="type", http_status=422)
     finally:
         observer.flush_logs()
+
+
+def _offline_flower_nodes(execution: Execution, raw) -> list[int]:
+    """Of the Flower node ids a round waits for, those whose node the registry has marked offline
+    (the node agent reports its SuperNode's id in its heartbeats); the round stops waiting for them."""
+    from nodes.selectors import flower_nodes_offline
+
+    if (not isinstance(raw, list) or len(raw) > 10_000
+            or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 64 for n in raw)):
+        raise ValidationFailed("node_ids must be a list of Flower node ids", field="node_ids", http_status=422)
+    offline = flower_nodes_offline(raw, project_id=execution.project_id)
+    if offline:
+        from training.runner import ExecutionObserver
+
+        observer = ExecutionObserver(execution)
+        observer.log(f"The round stops waiting for {len(offline)} node(s) the registry marked offline "
+                     f"(Flower node ids {', '.join(map(str, offline))})", level="WARNING")
+        observer.flush_logs()
+    return offline
 
 
 def _round(payload: dict) -> int:

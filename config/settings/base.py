@@ -276,5 +276,10 @@ FLOWER_CALLBACK_SECRET = env.str("FLOWER_CALLBACK_SECRET", default="")
 FLOWER_POLL_SECONDS = env.float("FLOWER_POLL_SECONDS", default=1.0)
 FLOWER_CALLBACK_MAX_BYTES = env.int("FLOWER_CALLBACK_MAX_BYTES", default=256 * 1024 * 1024)
 FLOWER_RUN_TIMEOUT_SECONDS = env.int("FLOWER_RUN_TIMEOUT_SECONDS", default=6 * 3600)
+# While a deployed round waits for replies, the ServerApp pulls them every FLOWER_REPLY_POLL_SECONDS
+# (Flower's own pace) and asks Pollen every FLOWER_LIVENESS_SECONDS which of the nodes it waits for
+# the registry knows to be offline, so it stops waiting for those.
+FLOWER_REPLY_POLL_SECONDS = env.float("FLOWER_REPLY_POLL_SECONDS", default=3.0)
+FLOWER_LIVENESS_SECONDS = env.float("FLOWER_LIVENESS_SECONDS", default=5.0)
 POLLEN_VERSION = "0.1.0"
 POLLEN_ENVIRONMENT = POLLEN_ENV

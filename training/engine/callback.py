@@ -4,7 +4,8 @@ On a Flower SuperLink the ServerApp runs in a process Pollen does not own. ``run
 the Grid that Flower gives it in a ``RemoteGrid`` whose observer posts each round to Pollen's
 callback endpoint (``/api/v1/fl/executions/{id}/callback``): round started (Pollen answers whether
 to go on, stop or suspend), round completed (per-node results, server metrics, the global model),
-and the end of the run. Requests are signed with HMAC-SHA256 over a timestamp, the execution id and
+and the end of the run; while a round waits for replies, which of the nodes it waits for Pollen's
+registry knows to be offline (the round stops waiting for those). Requests are signed with HMAC-SHA256 over a timestamp, the execution id and
 the body, with a secret the SuperLink host holds (``POLLEN_FLOWER_CALLBACK_SECRET``) and the
 SuperNodes do not. Nothing here imports Django: this module runs inside Flower's processes.
 """
@@ -112,6 +113,15 @@ class CallbackObserver:
         self.arrays[round_number] = arrays
         self.server_metrics[round_number] = metrics
 
+    def offline_nodes(self, node_ids: set[int]) -> set[int]:
+        """Which of ``node_ids`` (Flower node ids) Pollen's registry knows to be gone. A failed
+        question is no answer: the round waits on, as Flower alone would."""
+        try:
+            answer = self.client.post({"type": "liveness", "node_ids": sorted(node_ids)})
+        except httpx.HTTPError:
+            return set()
+        return {int(n) for n in answer.get("offline") or [] if isinstance(n, int) and n in node_ids}
+
     def on_round_end(self, round_number: int) -> None:
         started = self.started.pop(round_number, None)
         arrays = self.arrays.pop(round_number, None)
@@ -145,7 +155,9 @@ def run_observed(grid, context) -> None:
     try:
         hello = client.post({"type": "hello"})
         observer = CallbackObserver(client)
-        remote = RemoteGrid(grid, observer=observer, round_offset=int(hello.get("round_offset") or 0))
+        remote = RemoteGrid(grid, observer=observer, round_offset=int(hello.get("round_offset") or 0),
+                            poll_seconds=float(hello.get("poll_seconds") or 3.0),
+                            liveness_seconds=float(hello.get("liveness_seconds") or 5.0))
         remote.initial_arrays = (npz_to_arrays(base64.b64decode(hello["initial_arrays"]))
                                  if hello.get("initial_arrays") else None)
         if remote.initial_arrays is not None and run_config.get("pollen.app", "builtin") != "builtin":

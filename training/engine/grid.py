@@ -61,9 +61,13 @@ class RunObserver(Protocol):
     def on_replies(self, round_number: int, phase: str, results: list[ClientResult]) -> None: ...
     def on_global_arrays(self, round_number: int, arrays: ArrayRecord) -> None: ...
     def on_round_end(self, round_number: int) -> None: ...
+    def offline_nodes(self, node_ids: set[int]) -> set[int]: ...
 
 
 class NullObserver:
+    def offline_nodes(self, node_ids):
+        return set()
+
     def before_round(self, round_number):
         pass
 
@@ -272,11 +276,22 @@ class InProcessGrid(ObservedGrid):
 
 
 class RemoteGrid(ObservedGrid):
-    """A deployed federation: Flower's own Grid to a SuperLink, observed the same way."""
+    """A deployed federation: Flower's own Grid to a SuperLink, observed the same way.
 
-    def __init__(self, inner: Grid, *, observer: RunObserver | None = None, round_offset: int = 0):
+    It waits for replies as Flower's ``send_and_receive`` does (push, then pull until every reply is
+    in or the timeout passes), and every ``liveness_seconds`` it asks the observer which of the nodes
+    still owing a reply Pollen's registry knows to be gone: it stops waiting for those at once
+    instead of waiting out the timeout, or Flower's own heartbeat patience (up to a minute)."""
+
+    UNANSWERED = "no reply before the timeout"
+    OFFLINE = "node offline: Pollen's registry lost its heartbeat during the round"
+
+    def __init__(self, inner: Grid, *, observer: RunObserver | None = None, round_offset: int = 0,
+                 poll_seconds: float = 3.0, liveness_seconds: float = 5.0):
         super().__init__(observer=observer, round_offset=round_offset)
         self.inner = inner
+        self.poll_seconds = poll_seconds
+        self.liveness_seconds = liveness_seconds
 
     def set_run(self, run: Run) -> None:
         self.inner.set_run(run)
@@ -298,27 +313,52 @@ class RemoteGrid(ObservedGrid):
         return self.inner.pull_messages(message_ids)
 
     def _exchange(self, messages, timeout):
-        sent = {}
-        for message in messages:
-            sent[message.metadata.dst_node_id] = ClientResult(
-                node_id=message.metadata.dst_node_id, partition_id=None,
-                phase=message.metadata.message_type.split(".")[0],
-                bytes_down=content_bytes(message.content) if message.has_content() else 0)
+        results = [ClientResult(node_id=m.metadata.dst_node_id, partition_id=None,
+                                phase=m.metadata.message_type.split(".")[0],
+                                bytes_down=content_bytes(m.content) if m.has_content() else 0) for m in messages]
         started = time.time()
-        replies = list(self.inner.send_and_receive(messages, timeout=timeout))
+        # Flower keeps the order of the messages (``None`` for one it could not push).
+        pushed = list(self.inner.push_messages(messages))
+        pending = {message_id: result for message_id, result in zip(pushed, results) if message_id}
+        for message_id, result in zip(pushed, results):
+            if not message_id:
+                result.error = "the SuperLink did not take the message"
+        replies = self._wait(pending, None if timeout is None else started + timeout)
         out = []
-        for reply in replies:
-            result = sent.pop(reply.metadata.src_node_id, None) or ClientResult(
-                node_id=reply.metadata.src_node_id, partition_id=None,
-                phase=reply.metadata.message_type.split(".")[0])
+        for reply, result in replies:
             created = reply.metadata.created_at or time.time()
             result.duration_ms = max(0.0, created - started) * 1000
             out.append((reply, reply_result(reply, result)))
         # Nodes that never answered (timeout, node gone) are on the record as failures.
-        for result in sent.values():
-            result.error = "no reply before the timeout"
-            out.append((None, result))
+        answered = {id(result) for _, result in replies}
+        for result in results:
+            if id(result) not in answered:
+                result.error = result.error or self.UNANSWERED
+                out.append((None, result))
         return out
+
+    def _wait(self, pending: dict[str, ClientResult], deadline: float | None) -> list[tuple[Message, ClientResult]]:
+        replies = []
+        next_check = time.monotonic() + self.liveness_seconds
+        while pending:
+            for reply in self.inner.pull_messages(list(pending)):
+                result = pending.pop(reply.metadata.reply_to_message_id, None)
+                if result is not None:
+                    replies.append((reply, result))
+            if not pending or (deadline is not None and time.time() >= deadline):
+                break
+            if time.monotonic() >= next_check:
+                gone = self.observer.offline_nodes({r.node_id for r in pending.values()})
+                for message_id, result in list(pending.items()):
+                    if result.node_id in gone:
+                        result.error = self.OFFLINE
+                        del pending[message_id]
+                next_check = time.monotonic() + self.liveness_seconds
+                if not pending:
+                    break
+            pause = self.poll_seconds if deadline is None else min(self.poll_seconds, deadline - time.time())
+            time.sleep(max(0.0, min(pause, max(0.0, next_check - time.monotonic()) + 0.01)))
+        return replies
 
 
 def server_identity(run_id: int) -> None:

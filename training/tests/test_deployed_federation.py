@@ -128,8 +128,8 @@ def test_the_callback_refuses_unsigned_and_wrongly_signed_reports(client, runnin
 
 
 def test_the_callback_records_a_round_and_answers_stop(client, running_deployed):
-    assert _post(client, running_deployed.pk, {"type": "hello"}).json()["data"] == {"round_offset": 0,
-                                                                                 "initial_arrays": None}
+    assert _post(client, running_deployed.pk, {"type": "hello"}).json()["data"] == {
+        "round_offset": 0, "initial_arrays": None, "poll_seconds": 3.0, "liveness_seconds": 5.0}
     assert _post(client, running_deployed.pk, {"type": "round_started", "round": 1}).json()["data"]["action"] == "continue"
     result = {"node_id": 2**64 - 5, "partition_id": None, "phase": "train", "num_examples": 40,
               "metrics": {"train_loss": 0.5}, "duration_ms": 12.0, "bytes_down": 10, "bytes_up": 10, "error": ""}
@@ -177,3 +177,36 @@ def test_a_report_larger_than_djangos_form_limit_is_read_but_the_callback_limit_
     settings.FLOWER_CALLBACK_MAX_BYTES = 1000
     response = _post(client, running_deployed.pk, report)
     assert response.status_code == 413 and response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_the_callback_says_which_awaited_nodes_the_registry_knows_are_gone(client, running_deployed):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from nodes.tests.factories import NodeFactory
+
+    def node(flower_id, **fields):
+        return NodeFactory(metadata={"agent": {"supernode": {"flower_node_id": str(flower_id)}}}, **fields)
+
+    big = 2 ** 64 - 7  # Flower's ids are unsigned 64-bit
+    node(big, status="offline")
+    node(11, last_seen=timezone.now() - timedelta(minutes=5))  # past its interval, not yet swept
+    node(12)  # alive
+    node(13, status="offline", project=ProjectFactory())  # another project's node is not answered for
+    node(14, status="offline", project=running_deployed.project)
+    response = _post(client, running_deployed.pk, {"type": "liveness", "node_ids": [big, 11, 12, 13, 14, 99]})
+    assert response.status_code == 200, response.json()
+    assert response.json()["data"] == {"offline": sorted([11, 14, big])}
+    log = ExecutionLog.objects.get(execution=running_deployed)
+    assert log.level == "WARNING" and "3 node(s) the registry marked offline" in log.message
+    assert _post(client, running_deployed.pk, {"type": "liveness", "node_ids": [12]}).json()["data"] == {"offline": []}
+    assert ExecutionLog.objects.count() == 1  # a question with no gone node leaves no log line
+
+
+@pytest.mark.parametrize("node_ids", ["12", [True], [-1], [2 ** 64], ["12"], [1.5], list(range(10_001))])
+def test_a_malformed_liveness_question_is_a_clear_error(client, running_deployed, node_ids):
+    response = _post(client, running_deployed.pk, {"type": "liveness", "node_ids": node_ids})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["details"]["field"] == "node_ids"

@@ -262,3 +262,71 @@ def test_a_supernode_left_behind_by_a_killed_agent_is_stopped_by_the_next(live_s
     assert "left running by a previous agent" in agent.log.read_text()
     assert agent.stop() == 0 and _gone(fresh)
     assert Node.objects.filter(registered_by=user).count() == 1
+
+
+@pytest.mark.timeout(240)
+def test_a_deployed_round_stops_waiting_for_a_node_whose_agent_died(live_server, agent_key, tmp_path,
+                                                                   django_capture_on_commit_callbacks):
+    """Two agents' SuperNodes on a real SuperLink; one host dies (agent and SuperNode killed) just
+    before a deployed execution starts. The SuperLink still lists its SuperNode (Flower waits out
+    two missed 30 s heartbeats), so the round sends to it; Pollen's registry sees the agent's
+    heartbeats stop, and the round stops waiting for that node instead of Flower's patience or
+    the round's timeout."""
+    from django.test import override_settings
+
+    from accounts.tests.factories import UserFactory
+    from nodes.tests.agent.conftest import AgentProcess
+    from projects.tests.factories import ProjectFactory
+    from training import services as training_services
+    from training.choices import ExecutionStatus
+    from training.deployed import NODE_ID_MASK, callback_secret
+    from training.engine.callback import SECRET_ENV
+    from training.engine.grid import RemoteGrid
+    from training.local_federation import LocalFederation
+    from training.models import RoundClient
+
+    user, key = agent_key
+    agents = []
+    try:
+        with LocalFederation(supernodes=0, port=free_port()) as federation, override_settings(
+                FLOWER_SUPERLINK_ADDRESS=federation.address, FLOWER_CALLBACK_URL=live_server.url,
+                FLOWER_POLL_SECONDS=0.5, FLOWER_REPLY_POLL_SECONDS=0.5, FLOWER_LIVENESS_SECONDS=1):
+            for n in range(2):
+                agents.append(AgentProcess(
+                    live_server.url, key, tmp_path / f"state-{n}", "--name", f"host-{n}", "--register-interval", "5",
+                    "--supernode-port", str(free_port()), "--node-config", f"partition-id={n} num-partitions=2",
+                    log=tmp_path / f"agent-{n}.log",
+                    # Heartbeats every second: the live server's in-memory SQLite takes one writer at a time.
+                    env={"PYTHONPATH": str(Path(__file__).resolve().parents[3]), SECRET_ENV: callback_secret(),
+                         "POLLEN_HEARTBEAT_INTERVAL": "1"}))
+            federation.wait_for_nodes(2, timeout=120)
+
+            def flower_id(n):
+                node = Node.objects.filter(registered_by=user, name=f"host-{n}").first()
+                report = (((node.metadata or {}).get("agent") or {}).get("supernode") or {}) if node else {}
+                return report.get("connected") and report.get("flower_node_id")
+
+            alive, doomed = (wait_for(lambda n=n: flower_id(n), timeout=60, message=f"host-{n}'s SuperNode",
+                                      log=agents[n].log) for n in range(2))
+            agents[1].kill()  # the host is gone: no more heartbeats, no SuperNode
+            owner = UserFactory()
+            project = ProjectFactory(owner=owner, configuration={})
+            started = time.monotonic()
+            with django_capture_on_commit_callbacks(execute=True):
+                execution = training_services.execution_start(project=project, user=owner, config={
+                    "transport": "deployed", "rounds": 1, "clients": 2, "model_type": "logistic",
+                    "dataset": "digits", "local_epochs": 1, "seed": 3, "fraction_evaluate": 0.0})
+            elapsed = time.monotonic() - started
+            execution.refresh_from_db()
+            assert execution.status == ExecutionStatus.COMPLETED, execution.error_message
+            rows = {row.node_id: row for row in RoundClient.objects.filter(round__execution=execution, phase="train")}
+            alive, doomed = (int(n) & NODE_ID_MASK for n in (alive, doomed))  # as the records keep them
+            assert rows[alive].error == "" and rows[alive].num_examples > 0
+            # Pollen's answer, not Flower's NODE_UNAVAILABLE reply nor the round's timeout.
+            assert rows[doomed].error == RemoteGrid.OFFLINE
+            assert execution.logs.filter(message__contains="the registry marked offline").exists()
+            assert elapsed < 60, elapsed
+            assert agents[0].stop() == 0
+    finally:
+        for agent in agents:
+            agent.kill()
