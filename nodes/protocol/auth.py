@@ -47,6 +47,7 @@ class DeviceIdentity:
     user: object
     scopes: list[str] = field(default_factory=lambda: list(DEVICE_SCOPES))
     jti: str = ""
+    public_key: str = ""  # the credential's ed25519 key as authentication read it ("" if none)
 
     @property
     def node_id(self):

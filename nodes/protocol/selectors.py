@@ -54,7 +54,7 @@ def round_for_node(*, node: Node, round_id) -> DeviceRound:
         raise NotFound("Round not found", details={"round_id": str(round_id)[:100]})
     device_round = None
     if node.current_execution_id is not None:
-        device_round = (DeviceRound.objects.select_related("global_model", "execution")
+        device_round = (DeviceRound.objects.select_related("global_model", "execution__project")
                         .filter(pk=round_id, execution_id=node.current_execution_id).first())
     if device_round is None:
         raise NotFound("Round not found", details={"round_id": str(round_id)})
@@ -87,10 +87,6 @@ def model_for_user(*, user: User, version: str) -> DeviceModel:
 
 def latest_model(*, execution: Execution) -> DeviceModel | None:
     return DeviceModel.objects.filter(execution=execution).order_by("-number").first()
-
-
-def node_update(*, device_round: DeviceRound, node: Node) -> DeviceUpdate | None:
-    return DeviceUpdate.objects.filter(round=device_round, node=node).first()
 
 
 def model_url(version: str) -> str:

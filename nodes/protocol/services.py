@@ -178,7 +178,8 @@ def device_authenticate(*, token: str, touch: bool = True) -> DeviceIdentity:
     # The device acts with its token's scopes, whatever else its registrant may do.
     user.__dict__["permission_strings"] = list(DEVICE_SCOPES)
     user.__dict__["role_names"] = []
-    return DeviceIdentity(node=node, user=user, scopes=list(DEVICE_SCOPES), jti=claims["jti"])
+    return DeviceIdentity(node=node, user=user, scopes=list(DEVICE_SCOPES), jti=claims["jti"],
+                          public_key=credential.public_key or "")
 
 
 def _touch(node: Node) -> Node:
@@ -393,21 +394,23 @@ def _spool(body: BinaryIO, limit: int, *, signer: tuple[bytes, bytes] | None = N
 
 
 def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody, content_length: int | None,
-                         checksum: str, signature: str) -> tuple[DeviceUpdate, bool]:
+                         checksum: str, signature: str, public_key: str | None = None) -> tuple[DeviceUpdate, bool]:
     """Accept a device's update for a round: ``(update, created)``.
 
     ``body`` is a file-like (read here in chunks, once: spooled to disk while it is hashed) or a
     ``ReceivedBody`` the ASGI front spooled and hashed as it arrived (the caller closes it; its
-    hashing may still be finishing while the first checks below run).
+    hashing may still be finishing while the first checks below run). ``public_key`` is the
+    device's key as authentication read it (``DeviceIdentity.public_key``); None reads it here.
 
     Checks, in this order, each before any cost it saves: the round is one of the node's execution
     (404); the declared length is within DEVICE_UPDATE_MAX_BYTES (413, nothing read); the round is
     open and before its deadline (409); the body has the declared sha256 (400) and the device's
-    ed25519 signature (401). The same update sent again returns the stored one (``created`` False);
-    another update of the node for the round is 409. Then the tensors must be those of the round's
-    model (422 INVALID_MODEL_FORMAT; decoded in place from a mapping of the spooled file, the body's
-    integrity being established by the two checks before), and the update is folded into the
-    round's aggregation under its row lock. Nothing is stored when any step fails."""
+    ed25519 signature (401); the tensors are those of the round's model (422 INVALID_MODEL_FORMAT;
+    decoded in place from a mapping of the spooled file, the body's integrity being established by
+    the two checks before). Then, under the round's row lock: the same update sent again returns the
+    stored one (``created`` False), another update of the node for the round is 409, and otherwise
+    the update is stored and folded into the round's aggregation. Nothing is stored when any step
+    fails."""
     from nodes.protocol import rounds
 
     device_round = selectors.round_for_node(node=node, round_id=round_id)
@@ -428,7 +431,8 @@ def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody,
     if raw_signature is None:
         raise AuthenticationFailed("X-Client-Signature must be the base64 ed25519 signature of the body",
                                    details={"field": "X-Client-Signature"})
-    public_key = DeviceCredential.objects.filter(node=node).values_list("public_key", flat=True).first()
+    if public_key is None:
+        public_key = DeviceCredential.objects.filter(node=node).values_list("public_key", flat=True).first()
     raw_key = raw_public_key(public_key) if public_key else None
     if isinstance(body, ReceivedBody):
         received, owned = body, contextlib.nullcontext(body)
@@ -448,12 +452,6 @@ def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody,
         if not received.verify(public_key, raw_signature):
             raise AuthenticationFailed("X-Client-Signature is not this device's signature of the body",
                                        details={"field": "X-Client-Signature"})
-        previous = selectors.node_update(device_round=device_round, node=node)
-        if previous is not None:
-            if previous.checksum == digest:
-                return previous, False
-            raise Conflict(f"This device already sent an update for round {device_round.number}",
-                           details={"round_id": str(device_round.pk), "update_id": str(previous.pk)})
         # The arrays are views of this mapping, which lives as long as they do (the file's name is
         # gone once the body is closed; its pages stay mapped).
         update = rounds.decode(received.buffer(), device_round.global_model)

@@ -196,7 +196,7 @@ class UpdateSubmitView(_DeviceView):
         update, created = services.device_update_submit(
             node=node, round_id=round_id, body=body, content_length=content_length,
             checksum=request.headers.get("X-Update-Checksum", ""),
-            signature=request.headers.get("X-Client-Signature", ""))
+            signature=request.headers.get("X-Client-Signature", ""), public_key=request.auth.public_key)
         eta = services.estimated_aggregation_time(update.round)
         return respond({"update_id": str(update.pk), "status": "accepted", "estimated_aggregation_time": _iso(eta)},
                        message="Update accepted" if created else "Update already received",

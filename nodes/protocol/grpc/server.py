@@ -108,7 +108,8 @@ class FederatedLearningServicer(pb_grpc.FederatedLearningServicer):
         body = ChunkReader(request_iterator, limit=settings.DEVICE_UPDATE_MAX_BYTES)
         update, created = services.device_update_submit(
             node=node, round_id=round_id, body=body, content_length=content_length,
-            checksum=call.request.header("x-update-checksum"), signature=call.request.header("x-client-signature"))
+            checksum=call.request.header("x-update-checksum"), signature=call.request.header("x-client-signature"),
+            public_key=call.request.auth.public_key)
         eta = services.estimated_aggregation_time(update.round)
         call.trailers.append(("x-update-created", "true" if created else "false"))
         return pb.UpdateReceipt(update_id=str(update.pk), status="accepted",

@@ -217,6 +217,14 @@ def test_non_finite_values_are_refused_when_decoding(bad):
     assert details(raw_npz({"w": values})) == ("weights.w", "finite", "nan or inf")
 
 
+def test_huge_but_finite_values_are_taken():
+    # Their sum of squares overflows float32: the quick check cannot tell, the exact one does.
+    values = np.full(1000, 3e38, np.float32)
+    values[::2] *= -1
+    decoded = wire.decode_update(raw_npz({"w": values}))
+    assert np.array_equal(decoded.arrays["w"], values)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_non_finite_values_are_refused_when_encoding(bad):
     with pytest.raises(WireFormatError) as info:
