@@ -391,7 +391,7 @@ class Server:
 def profile_one(setup_data: dict, runs: int = 5) -> list[tuple[str, float]]:
     """Median seconds of each server-side step of one update, run in this process on the bytes of the
     benchmark's update: what the ASGI front (``nodes.protocol.asgi``) does with the body as it
-    arrives (spool it once, sha256 and the ed25519 pre-hash in threads), then the steps of
+    arrives (receive it once, sha256 and the ed25519 pre-hash in threads), then the steps of
     ``device_update_submit``."""
     import asyncio
     import io
@@ -427,7 +427,8 @@ def profile_one(setup_data: dict, runs: int = 5) -> list[tuple[str, float]]:
             return {"type": "http.request", "body": chunk, "more_body": bool(received_chunks)}
 
         received = await ingest.receive(receive, directory=services.update_dir(), limit=len(body) + 1,
-                                        signer=signer)
+                                        signer=signer, size_hint=len(body),
+                                        memory_budget_bytes=settings.DEVICE_UPDATE_MEMORY_BYTES)
         return await asyncio.to_thread(received.wait)
 
     scratch = Path(tempfile.mkdtemp(prefix="ingest-profile-", dir=settings.MEDIA_ROOT))
@@ -437,15 +438,15 @@ def profile_one(setup_data: dict, runs: int = 5) -> list[tuple[str, float]]:
         for _ in range(runs):
             # uvicorn hands over about 64 KiB at a time; the chunks are cut before the clock starts
             chunks = [bytes(view[offset:offset + 64 * 1024]) for offset in range(0, len(body), 64 * 1024)]
-            received = timed("1 ASGI front: spool + sha256 + ed25519 pre-hash (64 KiB chunks)",
+            received = timed("1 ASGI front: receive + sha256 + ed25519 pre-hash (64 KiB chunks)",
                              lambda: asyncio.run(arrive(chunks)))
             with received:
                 assert received.sha256 == setup_data["checksum"]
                 assert timed("2 service: ed25519 check from the pre-hash",
                              lambda: received.verify(public, raw_signature))
-                timed("  (reference: ed25519 verify over the mapped file)",
-                      lambda: signatures.verify_file(public, raw_signature, received.file))
-                update = timed("3 service: decode (views of the mapped file, finite check)",
+                timed("  (reference: ed25519 verify over the whole body)",
+                      lambda: signatures.verify(public, raw_signature, received.buffer()))
+                update = timed("3 service: decode (views of the received body, finite check)",
                                lambda: wire.view_update(received.buffer(), spec=spec))
             timed("4 service: fold into the running sum (saxpy)", lambda: running.fold(update.arrays, 100.0))
             del update

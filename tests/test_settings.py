@@ -74,6 +74,6 @@ def test_service_urls_switch_to_postgres_and_redis(tmp_path):
         "CELERY_BROKER_URL": "redis://cache.invalid:6379/2"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-4:] == [
-        "django.db.backends.postgresql", "django.core.cache.backends.redis.RedisCache",
+        "django.db.backends.postgresql", "core.cache.SharedPoolRedisCache",
         "channels_redis.core.RedisChannelLayer", "redis://cache.invalid:6379/2",
     ]

@@ -5,6 +5,9 @@ from config.env import env  # noqa: F401
 # ---- device protocol (nodes.protocol) ----------------------------------------------------------------
 # An update body above this answers 413 without being read (seed 002 POST /rounds/{id}/updates).
 DEVICE_UPDATE_MAX_BYTES = env.int("DEVICE_UPDATE_MAX_BYTES", default=256 * 1024 * 1024)
+# Update bodies a web process holds in memory at once while it checks them (each one whose
+# Content-Length fits what is left; the others are spooled to unnamed temporary files). 0: always files.
+DEVICE_UPDATE_MEMORY_BYTES = env.int("DEVICE_UPDATE_MEMORY_BYTES", default=32 * 1024 * 1024)
 # How long a device's registration token lives; registering again with the API key renews it.
 DEVICE_TOKEN_HOURS = env.int("DEVICE_TOKEN_HOURS", default=24)
 # A device round's deadline when the execution's config has no ``round_timeout`` (seconds).

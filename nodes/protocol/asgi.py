@@ -6,16 +6,17 @@ that file again to hash and spool it. For this one route, this layer receives th
 
 * a declared Content-Length over DEVICE_UPDATE_MAX_BYTES is answered 413 without reading the body,
   and a body without one (chunked) is cut with 413 as soon as it passes the limit;
-* otherwise the body is spooled once, with its sha256 and the ed25519 pre-hash computed as it
-  arrives (``ingest.receive``: the hashing runs in threads while the next bytes come in). The
-  pre-hash needs the device's public key, which the token's ``cnf`` claim names, and the
+* otherwise the body is received once (in memory when its declared length fits what is left of
+  DEVICE_UPDATE_MEMORY_BYTES, else in a temporary file), with its sha256 and the ed25519 pre-hash
+  computed as it arrives (``ingest.receive``: the hashing runs in threads while the next bytes
+  come in). The pre-hash needs the device's public key, which the token's ``cnf`` claim names, and the
   signature's R from ``X-Client-Signature``; without either the view checks the signature over
   the whole body as before.
 
 Django then gets the request with an empty body and the received one in ``scope[SCOPE_KEY]``; the
 view hands that to the service, which makes every check itself (token, round, checksum, signature
 against the credential's key, format). This layer authenticates nothing: a token or key it reads
-is only a hint for where to start hashing. The temporary file is removed when the response is
+is only a hint for where to start hashing. The received body is dropped when the response is
 done. Everything else goes straight through. Under WSGI the view reads the stream itself and
 applies the same limits.
 """
@@ -105,7 +106,8 @@ class UpdateBodyLimit:
         from nodes.protocol.services import update_dir
 
         try:
-            body = await ingest.receive(receive, directory=update_dir(), limit=limit, signer=_signer(scope))
+            body = await ingest.receive(receive, directory=update_dir(), limit=limit, signer=_signer(scope),
+                                        size_hint=declared, memory_budget_bytes=settings.DEVICE_UPDATE_MEMORY_BYTES)
         except ingest.TooLarge:
             return await _refuse(send, limit)
         if body is None:  # the client went away before sending it all

@@ -1,26 +1,29 @@
-"""Receiving an update body once: spooled to a temporary file while its sha256 (``X-Update-Checksum``)
-and, when the signer's key and signature are known before the body, the SHA-512 that the ed25519
-verification hashes (``signatures.prehash``) are computed as the bytes arrive.
+"""Receiving an update body once: kept in memory or spooled to an unnamed temporary file while its
+sha256 (``X-Update-Checksum``) and, when the signer's key and signature are known before the body,
+the SHA-512 that the ed25519 verification hashes (``signatures.prehash``) are computed as the bytes
+arrive.
 
-``ReceivedBody`` is the spooled body and its digests. Two ways fill one:
+``ReceivedBody`` is the received body and its digests. Two ways fill one:
 
 * ``spool(stream, ...)`` reads a file-like body (WSGI's input, a gRPC ``ChunkReader``, a test's
-  BytesIO) in 1 MiB chunks in the calling thread;
+  BytesIO) in 1 MiB chunks in the calling thread, into a file;
 * ``receive(receive, ...)`` takes an ASGI request's body messages (the guard in
-  ``nodes.protocol.asgi`` calls it for ``POST /api/v1/rounds/{id}/updates``). The event loop only
+  ``nodes.protocol.asgi`` calls it for ``POST /api/v1/rounds/{id}/updates``), into memory when the
+  declared length fits the process's memory budget, else into a file. The event loop only
   collects chunks; each full batch is queued to two hashing threads, one computing the sha256 and
-  writing the file, the other the SHA-512 (hashlib releases the GIL), while the loop receives the
+  storing the bytes, the other the SHA-512 (hashlib releases the GIL), while the loop receives the
   next batches, so the hashing overlaps the transfer and the two hashes each other. Each thread
   takes batches in order (one long-lived thread per lane, first in, first out, shared by the
-  process's requests); at most ``IN_FLIGHT`` batches wait, so memory stays at a few MiB however
-  large the body, and a slow sender holds no thread (a batch is queued only once it has fully
-  arrived). The loop is woken by a thread only when it waits for one. ``receive`` returns as soon
-  as the last byte is in; the threads may still be hashing the last batches, so that the request's
-  first steps (authentication, the round, the device's key) run meanwhile: ``wait()`` blocks until
-  the digests are ready, and the service calls it before it reads them.
+  process's requests); at most ``IN_FLIGHT`` batches wait, so what is in flight stays at a few MiB
+  however large the body, and a slow sender holds no thread (a batch is queued only once it has
+  fully arrived). The loop is woken by a thread only when it waits for one. ``receive`` returns as
+  soon as the last byte is in; the threads may still be hashing the last batches, so that the
+  request's first steps (authentication, the round, the device's key) run meanwhile: ``wait()``
+  blocks until the digests are ready, and the service calls it before it reads them.
 
-Either way the body is read once and written once; the service then maps the file (``buffer()``)
-for the signature check and the decoder, which views the tensors in place.
+Either way the body is read once and stored once; the service then takes it as a buffer (a view
+of the memory or a mapping of the file, ``buffer()``) for the signature check and the decoder,
+which views the tensors in place.
 """
 
 from __future__ import annotations
@@ -52,13 +55,50 @@ class TooLarge(Exception):
         self.limit = limit
 
 
-class ReceivedBody:
-    """An update body in a temporary file (deleted on ``close``) with its size and sha256, and the
-    ed25519 pre-hash for one (public key, signature) pair when that pair was given up front.
-    ``size`` is known once the body is received; the digests after ``wait()``."""
+class _MemoryBudget:
+    """Bytes of update bodies this process holds in memory at once (the rest go to files)."""
 
-    def __init__(self, directory: Path, *, signer: tuple[bytes, bytes] | None = None):
-        self.file = tempfile.NamedTemporaryFile(dir=directory, prefix="update-", suffix=".npz")
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.used = 0
+
+    def reserve(self, size: int, budget: int) -> bool:
+        with self._lock:
+            if size <= 0 or self.used + size > budget:
+                return False
+            self.used += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+
+
+memory_budget = _MemoryBudget()
+
+
+class ReceivedBody:
+    """An update body with its size and sha256, and the ed25519 pre-hash for one (public key,
+    signature) pair when that pair was given up front. ``size`` is known once the body is received;
+    the digests after ``wait()``.
+
+    The bytes go to a temporary file without a name (O_TMPFILE where the file system has it, else
+    unlinked at once: a server killed mid-upload leaves nothing behind), or, when the body's size
+    is declared up front (``size_hint``) and fits what is left of the process's ``memory_budget``,
+    to memory: no write to and read back from the page cache. A body that turns out larger than
+    declared moves to a file. Either way ``close`` drops it."""
+
+    def __init__(self, directory: Path, *, signer: tuple[bytes, bytes] | None = None,
+                 size_hint: int | None = None, memory_budget_bytes: int = 0):
+        self._directory = directory
+        self._memory: bytearray | None = None
+        self._reserved = 0
+        self.file = None
+        if size_hint and memory_budget.reserve(size_hint, memory_budget_bytes):
+            self._memory, self._reserved = bytearray(size_hint), size_hint
+        else:
+            self.file = self._new_file()
+        self._written = 0
         self.size = 0
         self.sha256 = ""  # hex, once hashed
         self._sha256 = hashlib.sha256()
@@ -70,6 +110,31 @@ class ReceivedBody:
         self._hashed = threading.Event()
         self._error: BaseException | None = None
 
+    def _new_file(self):
+        return tempfile.TemporaryFile(dir=self._directory, prefix="update-", suffix=".npz")
+
+    @property
+    def in_memory(self) -> bool:
+        return self._memory is not None
+
+    def _store(self, chunk: bytes) -> None:
+        end = self._written + len(chunk)
+        if self._memory is not None and end > len(self._memory):  # more than declared: to a file
+            self.file = self._new_file()
+            self.file.write(memoryview(self._memory)[:self._written])
+            self._drop_memory()
+        if self._memory is not None:
+            self._memory[self._written:end] = chunk
+        else:
+            self.file.write(chunk)
+        self._written = end
+
+    def _drop_memory(self) -> None:
+        self._memory = None
+        if self._reserved:
+            memory_budget.release(self._reserved)
+            self._reserved = 0
+
     # -- filling: each lane in order, the two lanes side by side --
 
     def add(self, chunks: list[bytes]) -> None:
@@ -78,13 +143,13 @@ class ReceivedBody:
         self.add_prehash(chunks)
 
     def add_checksum(self, chunks: list[bytes]) -> None:
-        """sha256 and the file (lane 1)."""
+        """sha256 and the stored bytes (lane 1)."""
         with self._lock:
             if self._closed:
                 return
             for chunk in chunks:
                 self._sha256.update(chunk)
-                self.file.write(chunk)
+                self._store(chunk)
 
     def add_prehash(self, chunks: list[bytes]) -> None:
         """The ed25519 pre-hash, if any (lane 2: touches nothing lane 1 does)."""
@@ -100,7 +165,8 @@ class ReceivedBody:
         """Every byte is hashed (or hashing failed with ``error``): the digests are final."""
         with self._lock:
             if error is None and not self._closed:
-                self.file.flush()
+                if self.file is not None:
+                    self.file.flush()
                 self.sha256 = self._sha256.hexdigest()
                 if self._sha512 is not None:
                     self._ed25519_digest = self._sha512.digest()
@@ -133,19 +199,26 @@ class ReceivedBody:
         digest = self.ed25519_digest(public_key, signature) if public_key is not None else None
         if digest is not None and signatures.verify_prehashed(public_key, signature, digest):
             return True
+        if self.file is None:
+            return signatures.verify(public_key_b64, signature, self.buffer())
         return signatures.verify_file(public_key_b64, signature, self.file)
 
     def buffer(self):
-        """The body as a read-only buffer (a mapping of the file: nothing is read into memory)."""
+        """The body as a read-only buffer: a view of the memory, or a mapping of the file (nothing is
+        read into memory). Arrays made from it keep it alive after ``close``."""
         if self.size == 0:
             return b""
+        if self._memory is not None:
+            return memoryview(self._memory)[:self.size].toreadonly()
         return mmap.mmap(self.file.fileno(), self.size, access=mmap.ACCESS_READ)
 
     def close(self) -> None:
-        """Drop the file (a batch being written finishes first; queued ones are skipped)."""
+        """Drop the body (a batch being written finishes first; queued ones are skipped)."""
         with self._lock:
             self._closed = True
-            self.file.close()
+            self._drop_memory()
+            if self.file is not None:
+                self.file.close()
 
     def __enter__(self) -> ReceivedBody:
         return self
@@ -275,13 +348,14 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def receive(receive, *, directory: Path, limit: int, signer: tuple[bytes, bytes] | None = None
-                  ) -> ReceivedBody | None:
+async def receive(receive, *, directory: Path, limit: int, signer: tuple[bytes, bytes] | None = None,
+                  size_hint: int | None = None, memory_budget_bytes: int = 0) -> ReceivedBody | None:
     """The body of an ASGI HTTP request (its ``http.request`` messages) in a ReceivedBody, returned
     once the last byte is in (``wait()`` for its digests); None when the client disconnected first;
-    TooLarge as soon as it passes ``limit``."""
+    TooLarge as soon as it passes ``limit``. ``size_hint`` (the declared Content-Length) lets the
+    body be kept in memory within ``memory_budget_bytes`` for the whole process."""
     checksum_lane, prehash_lane = lanes()
-    body = ReceivedBody(directory, signer=signer)
+    body = ReceivedBody(directory, signer=signer, size_hint=size_hint, memory_budget_bytes=memory_budget_bytes)
     flow = _Flow(asyncio.get_running_loop(), body)
     jobs_per_batch = 2 if body.prehashing else 1
     batch: list[bytes] = []

@@ -138,6 +138,51 @@ def test_a_body_is_spooled_once_with_its_sha256_and_ed25519_prehash(how, setting
     assert not any(directory.iterdir())
 
 
+def _received(message, *, hint, budget, chunk=6_000, directory=None):
+    chunks = [message[i:i + chunk] for i in range(0, len(message), chunk)]
+    return asyncio.run(ingest.receive(_receive_messages(chunks), directory=directory or services.update_dir(),
+                                      limit=10 ** 7, size_hint=hint, memory_budget_bytes=budget)).wait()
+
+
+def test_a_declared_body_within_the_memory_budget_is_kept_in_memory_and_the_rest_go_to_files():
+    message = os.urandom(100_000)
+    first = _received(message, hint=len(message), budget=150_000)
+    assert first.in_memory and first.file is None and ingest.memory_budget.used == 100_000
+    second = _received(message, hint=len(message), budget=150_000)  # what is left is too little
+    assert not second.in_memory and second.file is not None
+    chunked = _received(message, hint=None, budget=10 ** 9)  # no declared length: a file
+    assert not chunked.in_memory
+    for body in (first, second, chunked):
+        assert bytes(body.buffer()) == message and body.sha256 == hashlib.sha256(message).hexdigest()
+    first.close()
+    assert ingest.memory_budget.used == 0
+    third = _received(message, hint=len(message), budget=150_000)
+    assert third.in_memory  # room again
+    for body in (second, chunked, third):
+        body.close()
+    assert ingest.memory_budget.used == 0
+    assert not any(services.update_dir().iterdir())
+
+
+def test_a_body_longer_than_declared_moves_to_a_file_intact():
+    message = os.urandom(50_000)
+    with _received(message, hint=20_000, budget=10 ** 6) as body:
+        assert not body.in_memory and ingest.memory_budget.used == 0
+        assert bytes(body.buffer()) == message and body.size == len(message)
+        assert body.sha256 == hashlib.sha256(message).hexdigest()
+
+
+def test_a_body_in_memory_is_verified_over_memory_when_the_prehash_cannot_say(monkeypatch):
+    key = signatures.new_private_key()
+    message = os.urandom(30_000)
+    signature = key.sign(message)
+    with _received(message, hint=len(message), budget=10 ** 6) as body:  # no signer: no pre-hash
+        assert body.in_memory
+        monkeypatch.setattr(signatures, "verify_file", lambda *a: pytest.fail("there is no file"))
+        assert body.verify(signatures.public_key_b64(key), signature)
+        assert not body.verify(signatures.public_key_b64(key), signature[:-1] + bytes([signature[-1] ^ 1]))
+
+
 def test_receiving_stops_past_the_limit_and_on_a_disconnect():
     directory = services.update_dir()
     with pytest.raises(ingest.TooLarge):
@@ -148,6 +193,31 @@ def test_receiving_stops_past_the_limit_and_on_a_disconnect():
 
     assert asyncio.run(ingest.receive(gone, directory=directory, limit=10)) is None
     assert not any(directory.iterdir())
+
+
+def test_a_server_killed_mid_upload_leaves_no_file_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time; from pathlib import Path\n"
+        "from nodes.protocol import ingest\n"
+        "body = ingest.ReceivedBody(Path(sys.argv[1]))\n"
+        "body.add([b'x' * 1_000_000])\n"
+        "print(body.file.fileno(), flush=True); time.sleep(120)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+                             env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"})
+    try:
+        fd = child.stdout.readline().strip()
+        assert fd, "the child did not start"
+        # The body is there (a megabyte written to an open file) but has no name in the directory.
+        assert os.stat(f"/proc/{child.pid}/fd/{fd.decode()}").st_size == 1_000_000
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_hashing_thread_error_reaches_whoever_waits_for_the_body(monkeypatch):
@@ -218,11 +288,12 @@ def _headers(device, body, **extra):
 def test_under_asgi_an_update_is_received_ahead_of_django_and_checked_from_the_prehash(joined, monkeypatch):
     device, device_round, arrays = joined
     body = update_body(arrays, num_examples=4)
-    seen = []
+    seen, kept = [], []
     real_submit = services.device_update_submit
 
     def submit(**kwargs):
         seen.append(kwargs["body"])
+        kept.append(kwargs["body"].in_memory)
         return real_submit(**kwargs)
 
     monkeypatch.setattr(services, "device_update_submit", submit)
@@ -230,9 +301,23 @@ def test_under_asgi_an_update_is_received_ahead_of_django_and_checked_from_the_p
     status, answer = _asgi_post(f"/api/v1/rounds/{device_round.pk}/updates", body, _headers(device, body), chunk=100)
     assert status == 202 and answer["data"]["status"] == "accepted", answer
     assert isinstance(seen[0], ingest.ReceivedBody) and seen[0].size == len(body)
+    assert kept == [True] and ingest.memory_budget.used == 0  # held while checked, then let go
     update = DeviceUpdate.objects.get(pk=answer["data"]["update_id"])
     assert update.checksum == hashlib.sha256(body).hexdigest() and update.num_examples == 4
     assert not any(services.update_dir().iterdir()), "the spooled body was left behind"
+
+
+def test_under_asgi_with_no_memory_budget_the_body_is_spooled_to_a_file(joined, monkeypatch, settings):
+    settings.DEVICE_UPDATE_MEMORY_BYTES = 0
+    device, device_round, arrays = joined
+    body = update_body(arrays, num_examples=4)
+    seen = []
+    real_submit = services.device_update_submit
+    monkeypatch.setattr(services, "device_update_submit",
+                        lambda **kw: seen.append(kw["body"].file is not None) or real_submit(**kw))
+    status, answer = _asgi_post(f"/api/v1/rounds/{device_round.pk}/updates", body, _headers(device, body))
+    assert status == 202, answer
+    assert seen == [True] and DeviceUpdate.objects.filter(pk=answer["data"]["update_id"]).exists()
 
 
 def test_under_asgi_every_check_still_applies(joined):
@@ -261,8 +346,8 @@ def test_under_asgi_a_token_without_the_key_claim_falls_back_to_the_full_check(j
     DeviceCredential.objects.filter(node=node).update(token_jti=jti, token_expires_at=expires_at)
     device.token = token
     checked = []
-    real = signatures.verify_file
-    monkeypatch.setattr(signatures, "verify_file", lambda *a: checked.append(1) or real(*a))
+    real = signatures.verify
+    monkeypatch.setattr(signatures, "verify", lambda *a: checked.append(1) or real(*a))
     body = update_body(arrays)
     status, answer = _asgi_post(f"/api/v1/rounds/{device_round.pk}/updates", body, _headers(device, body))
     assert status == 202 and checked == [1], answer
