@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,13 @@ class FederationError(Exception):
     pass
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the system picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 class LocalFederation:
     def __init__(self, *, supernodes: int = 2, host: str = "127.0.0.1", port: int = 9093,
                  workdir: str | None = None, auth: bool = False, tls: bool = False, secret: str | None = None,
@@ -47,6 +55,9 @@ class LocalFederation:
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="pollen-federation-"))
         self.processes: list[subprocess.Popen] = []
+        self._supernodes: dict[int, subprocess.Popen] = {}
+        self._supernode_keys: dict[int, Path] = {}
+        self._restarts = 0
 
     @property
     def address(self) -> str:
@@ -156,15 +167,33 @@ class LocalFederation:
                 self.stop()
                 raise FederationError(f"The SuperLink did not answer within {self.startup_timeout:.0f} s")
             time.sleep(0.2)
-        for index in range(self.supernodes):
-            command = [str(bindir / "flower-supernode"), "--superlink", self.address,
-                       "--port", str(self.port + 10 + index),
-                       "--node-config", f"partition-id={index} num-partitions={self.supernodes}"]
-            command += ["--root-certificates", str(self.ca_path)] if self.tls else ["--insecure"]
-            if self.auth:
-                command += ["--auth-supernode-private-key", str(self._register_key(index))]
-            self._spawn(f"supernode-{index}", command)
+        if self.auth:
+            self._supernode_keys = {index: self._register_key(index) for index in range(self.supernodes)}
+        self._supernodes = {index: self._spawn_supernode(index) for index in range(self.supernodes)}
         return self
+
+    def _spawn_supernode(self, index: int) -> subprocess.Popen:
+        bindir = Path(sys.executable).parent
+        # The SuperNode's own ClientAppIo port: a free one. (A fixed offset from the SuperLink's port
+        # could be one an outgoing connection already holds; the SuperNode then exits at once.)
+        command = [str(bindir / "flower-supernode"), "--superlink", self.address,
+                   "--port", str(free_port(self.host)),
+                   "--node-config", f"partition-id={index} num-partitions={self.supernodes}"]
+        command += ["--root-certificates", str(self.ca_path)] if self.tls else ["--insecure"]
+        if self.auth:
+            command += ["--auth-supernode-private-key", str(self._supernode_keys[index])]
+        return self._spawn(f"supernode-{index}", command)
+
+    def _restart_exited_supernodes(self) -> None:
+        """Start again a SuperNode that exited (a port taken between choosing and binding it), a
+        few times at most."""
+        for index, process in list(self._supernodes.items()):
+            if process.poll() is None:
+                continue
+            self._restarts += 1
+            if self._restarts > 3 * max(1, self.supernodes):
+                raise FederationError(f"SuperNode {index} keeps exiting ({process.returncode})" + self._log_tails())
+            self._supernodes[index] = self._spawn_supernode(index)
 
     def _register_key(self, index: int) -> Path:
         """An EC key pair for SuperNode ``index``; its public key registered with the SuperLink."""
@@ -203,10 +232,20 @@ class LocalFederation:
                     online = 0
                 if online >= count:
                     return online
+                self._restart_exited_supernodes()
                 time.sleep(0.5)
         finally:
             client.close()
-        raise FederationError(f"Only {online} of {count} SuperNodes came online within {timeout:.0f} s")
+        raise FederationError(f"Only {online} of {count} SuperNodes came online within {timeout:.0f} s"
+                              + self._log_tails())
+
+    def _log_tails(self, lines: int = 15) -> str:
+        """The last lines of each process's log, for an error message."""
+        out = []
+        for path in sorted(self.workdir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"\n--- {path.name} ---\n" + "\n".join(tail))
+        return "".join(out)
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -210,3 +210,25 @@ def test_a_malformed_liveness_question_is_a_clear_error(client, running_deployed
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
     assert response.json()["error"]["details"]["field"] == "node_ids"
+
+
+@pytest.mark.timeout(120)
+def test_a_supernode_that_could_not_bind_its_port_is_started_again(monkeypatch, settings):
+    """A SuperNode exits at once when its ClientAppIo port is taken (here, on purpose, by a socket
+    of this test): the federation starts it again on another free port instead of waiting for a
+    node that will never come."""
+    from training import local_federation
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    ports = iter([taken.getsockname()[1]])
+    real_free_port = local_federation.free_port
+    monkeypatch.setattr(local_federation, "free_port", lambda host="127.0.0.1": next(ports, None) or real_free_port(host))
+    try:
+        with LocalFederation(supernodes=1, port=_free_port()) as federation:
+            assert federation.wait_for_nodes(timeout=90) == 1
+            assert federation._restarts == 1
+            assert "failed to start" in (federation.workdir / "supernode-0.log").read_text()
+    finally:
+        taken.close()
