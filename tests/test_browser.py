@@ -28,6 +28,16 @@ pytestmark = [
 ]
 pytest.importorskip("selenium", reason="selenium comes with requirements-dev.txt")
 
+def page_wait(browser):
+    """A wait that rides out a page being replaced while it looks: Chromium may then answer a
+    lookup with "Node with given id does not belong to the document", a plain WebDriverException
+    that Selenium's expected conditions do not catch. The condition is simply asked again."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, WAIT_SECONDS, ignored_exceptions=(WebDriverException,))
+
+
 # The upload tests' Flower app (Flower's own layout), without its README: five files.
 APP_FILES = {name: text for name, text in flower_files("", {"README.md": None}).items()}
 
@@ -88,12 +98,11 @@ def _severe_console_errors(driver) -> list[str]:
 def test_login_create_project_and_upload_a_flower_app(live_server, browser, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
 
     # A transactional test empties the tables after itself: the role may be gone if another ran first.
     Role.objects.get_or_create(name="user", defaults={**BUILTIN_ROLES["user"], "is_builtin": True})
     user = UserFactory(username="flora", first_name="Flora", roles=["user"])
-    wait = WebDriverWait(browser, WAIT_SECONDS)
+    wait = page_wait(browser)
 
     def click_link(text: str):
         wait.until(EC.element_to_be_clickable((By.LINK_TEXT, text))).click()

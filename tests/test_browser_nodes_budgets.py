@@ -38,7 +38,8 @@ from budgets.tests.factories import CostEntryFactory, category
 from nodes.choices import NodeStatus
 from nodes.models import Node
 from nodes.tests.factories import ClusterFactory, NodeDatasetFactory, NodeFactory, NodeMetricFactory, ZoneFactory
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, WAIT_SECONDS, _severe_console_errors, browser  # noqa: F401
+from tests.test_browser import (CHROMEDRIVER, CHROMIUM, WAIT_SECONDS, _severe_console_errors,  # noqa: F401
+                                browser, page_wait)
 
 pytestmark = [
     pytest.mark.browser,
@@ -99,10 +100,8 @@ class Pages:
     """The few moves every scenario makes, on one browser against one server."""
 
     def __init__(self, browser, base_url: str):
-        from selenium.webdriver.support.ui import WebDriverWait
-
         self.browser, self.url = browser, base_url
-        self.wait = WebDriverWait(browser, WAIT_SECONDS)
+        self.wait = page_wait(browser)
 
     def log_in(self, username: str, greeting: str):
         from selenium.webdriver.common.by import By

@@ -13,7 +13,8 @@ from accounts.models import Role
 from accounts.roles import BUILTIN_ROLES
 from accounts.tests.factories import PASSWORD, UserFactory
 from projects.tests.factories import ProjectFactory
-from tests.test_browser import CHROMEDRIVER, CHROMIUM, WAIT_SECONDS, _severe_console_errors, browser  # noqa: F401
+from tests.test_browser import (CHROMEDRIVER, CHROMIUM, WAIT_SECONDS, _severe_console_errors,  # noqa: F401
+                                browser, page_wait)
 from training.choices import ExecutionStatus
 from training.models import Execution
 
@@ -30,13 +31,13 @@ pytestmark = [
 def test_start_a_tiny_run_and_read_its_page(live_server, browser):  # noqa: F811
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     # A transactional test empties the tables after itself: the role may be gone if another ran first.
     Role.objects.get_or_create(name="user", defaults={**BUILTIN_ROLES["user"], "is_builtin": True})
     user = UserFactory(username="iris", first_name="Iris", roles=["user"])
     project = ProjectFactory(owner=user, name="Iris across clinics", configuration={})
-    wait = WebDriverWait(browser, WAIT_SECONDS)
+    wait = page_wait(browser)
 
     # ---- log in --------------------------------------------------------------------------------
     browser.get(f"{live_server.url}/login/")

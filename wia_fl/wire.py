@@ -503,8 +503,9 @@ def _all_finite(values: np.ndarray) -> bool:
     # finite values (beyond ~1e17): only then do min and max decide, which propagate NaN and expose
     # +-inf without allocating a boolean mask; in blocks, so that max reads what min just brought
     # into the cache.
-    if np.isfinite(np.dot(values, values)):
-        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.dot(values, values)):
+            return True
     for start in range(0, values.size, _FINITE_CHUNK):
         block = values[start:start + _FINITE_CHUNK]
         if not (np.isfinite(block.min()) and np.isfinite(block.max())):
