@@ -69,10 +69,15 @@ class Node(UUIDModel, TimeStampedModel):
                                       related_name="registered_nodes")
     project = models.ForeignKey("projects.Project", on_delete=models.SET_NULL, null=True, blank=True,
                                 related_name="nodes", help_text="The project whose executions this node serves")
+    # The Idempotency-Key its registration was sent with: sending it again returns this node.
+    registration_key = models.CharField(max_length=100, blank=True, default="", editable=False)
 
     class Meta:
         ordering = ["name", "id"]
         indexes = [models.Index(fields=["status", "stale_at"])]
+        constraints = [models.UniqueConstraint(fields=["registered_by", "registration_key"],
+                                               condition=~models.Q(registration_key=""),
+                                               name="node_registration_key_unique")]
 
     def __str__(self):
         return self.name

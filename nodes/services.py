@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -58,16 +58,35 @@ def _locked(node: Node) -> Node:
 
 
 @transaction.atomic
-def node_register(*, user: User, name: str, **fields) -> Node:
+def node_register(*, user: User, name: str, registration_key: str = "", **fields) -> Node:
     """Register a node; it has just talked to us, so it starts ``connected``."""
+    return node_register_once(user=user, name=name, registration_key=registration_key, **fields)[0]
+
+
+def node_register_once(*, user: User, name: str, registration_key: str = "", **fields) -> tuple[Node, bool]:
+    """``node_register`` that a client may repeat safely: with a ``registration_key`` (its
+    Idempotency-Key), the node this user already registered with that key is returned instead of a
+    second one, however close together the two requests come. ``(node, created)``."""
     fields = {k: v for k, v in fields.items() if k in EDITABLE_FIELDS}
     _place(fields)
+    if registration_key:
+        existing = Node.objects.filter(registered_by=user, registration_key=registration_key).first()
+        if existing is not None:
+            return existing, False
     now = timezone.now()
-    node = Node(name=name, registered_by=user, status=NodeStatus.CONNECTED, last_seen=now, **fields)
+    node = Node(name=name, registered_by=user, status=NodeStatus.CONNECTED, last_seen=now,
+                registration_key=registration_key, **fields)
     node.stale_at = _stale_at(node)
-    node.save(force_insert=True)
+    try:
+        with transaction.atomic():
+            node.save(force_insert=True)
+    except IntegrityError:
+        existing = Node.objects.filter(registered_by=user, registration_key=registration_key).first()
+        if not registration_key or existing is None:
+            raise
+        return existing, False  # the same key registered by a request that was a moment ahead
     events.broadcast_node(node, NodeStatus.OFFLINE)
-    return node
+    return node, True
 
 
 @transaction.atomic

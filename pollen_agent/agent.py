@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -220,9 +221,20 @@ class Agent:
                 body[key] = value
         return body
 
+    def _registration_key(self) -> str:
+        """The Idempotency-Key of this registration, in the state file before the first attempt: if
+        Pollen registered the node but its answer was lost (or the agent was killed before it wrote
+        the node down), the next attempt gets that node back instead of registering a second one."""
+        state = self.state.load()
+        key = state.get("registration_key")
+        if not key or state.get("registration_server_url") != self.api.root:
+            key = uuid.uuid4().hex
+            self.state.update(registration_key=key, registration_server_url=self.api.root)
+        return key
+
     def _register(self, now: float) -> None:
         try:
-            node = self.api.register(self.registration())
+            node = self.api.register(self.registration(), idempotency_key=self._registration_key())
         except Unreachable as exc:
             delay = exc.retry_after or self._register_backoff.next()
             self._next_register = now + delay
@@ -293,7 +305,7 @@ class Agent:
             if exc.status == 404:
                 log.warning("Pollen no longer knows node %s: registering again", self.node_id)
                 self.node_id = None
-                self.state.update(node_id=None, federation=None)
+                self.state.update(node_id=None, federation=None, registration_key=None)
                 self._next_register = now
                 return
             if exc.status in (401, 403):

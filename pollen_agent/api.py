@@ -64,17 +64,19 @@ class PollenApi:
     def close(self) -> None:
         self._client.close()
 
-    def register(self, body: dict) -> dict:
-        """``POST /fl/clients``: the registered node (``id``, ``heartbeat_interval_seconds``, ...)."""
-        return self._call("POST", "/fl/clients", body)
+    def register(self, body: dict, *, idempotency_key: str | None = None) -> dict:
+        """``POST /fl/clients``: the registered node (``id``, ``heartbeat_interval_seconds``, ...).
+        With ``idempotency_key``, sending the same registration again returns the same node."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self._call("POST", "/fl/clients", body, headers=headers)
 
     def heartbeat(self, node_id: str, body: dict) -> dict:
         """``POST /nodes/{id}/heartbeat``: the node as stored, with the ``federation`` to join."""
         return self._call("POST", f"/nodes/{node_id}/heartbeat", body)
 
-    def _call(self, method: str, path: str, body: dict) -> dict:
+    def _call(self, method: str, path: str, body: dict, *, headers: dict | None = None) -> dict:
         try:
-            response = self._client.request(method, self.root + path, json=body)
+            response = self._client.request(method, self.root + path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise Unreachable(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
         if response.status_code >= 500 or response.status_code in RETRYABLE_STATUSES:

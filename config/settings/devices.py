@@ -17,6 +17,12 @@ DEVICE_ROUND_POLL_SECONDS = env.float("DEVICE_ROUND_POLL_SECONDS", default=0.3)
 # Public base URL put in front of model download paths (empty: the request's own host).
 DEVICE_PUBLIC_URL = env.str("DEVICE_PUBLIC_URL", default="")
 # seed 002 section 5, per device and endpoint.
+# Heartbeats are counted per node and per caller (a fleet of agents often shares one API key), not
+# against the general limit.
+NODE_HEARTBEAT_THROTTLE_RATES = {
+    "node_heartbeat": env.str("THROTTLE_NODE_HEARTBEAT", default="60/min"),
+    "heartbeat_fleet": env.str("THROTTLE_HEARTBEAT_FLEET", default="6000/min"),
+}
 DEVICE_THROTTLE_RATES = {
     "device_models": env.str("THROTTLE_DEVICE_MODELS", default="10/min"),
     "device_updates": env.str("THROTTLE_DEVICE_UPDATES", default="5/min"),

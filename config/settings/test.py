@@ -23,4 +23,5 @@ THROTTLE_RATES = REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
 TRAINING_HEARTBEAT_SECONDS = 3600
 # The device protocol's per-device limits (seed 002), raised like the others; its own tests lower them.
 DEVICE_THROTTLE_RATES = {"device_models": "10000/min", "device_updates": "10000/min", "device_rounds": "10000/min"}
+NODE_HEARTBEAT_THROTTLE_RATES = {"node_heartbeat": "10000/min", "heartbeat_fleet": "10000/min"}
 DEVICE_ROUND_POLL_SECONDS = 0.05

@@ -21,6 +21,7 @@ from core.api.permissions import RequiresPermission
 from core.exceptions import ValidationFailed
 from nodes import selectors, services
 from nodes.api import serializers as s
+from nodes.api.throttles import HeartbeatFleetThrottle, NodeHeartbeatThrottle
 from nodes.filters import NodeDatasetFilterSet, NodeFilterSet, has_filter_parameters
 from nodes.models import Cluster, Node, NodeDataset, Zone
 from projects import selectors as project_selectors
@@ -53,6 +54,11 @@ class _NodesViewSet(viewsets.GenericViewSet):
         if filterset_class is None or not has_filter_parameters(filterset_class, self.request.query_params):
             return queryset
         return super().filter_queryset(queryset)
+
+    def get_throttles(self):
+        if self.action == "heartbeat":
+            return [NodeHeartbeatThrottle(), HeartbeatFleetThrottle()]
+        return super().get_throttles()
 
     def _page(self, queryset, serializer_class):
         page = self.paginate_queryset(queryset)
@@ -177,10 +183,19 @@ class ClientViewSet(_NodesViewSet):
     def list(self, request):
         return self._page(self.filter_queryset(self.get_queryset()), s.NodeSerializer)
 
-    @extend_schema(request=s.NodeInputSerializer, responses={201: s.NodeSerializer})
+    @extend_schema(request=s.NodeInputSerializer, responses={201: s.NodeSerializer, 200: s.NodeSerializer},
+                   parameters=[OpenApiParameter(
+                       "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+                       description="Any string up to 100 characters: sending the registration again with "
+                                   "the same key returns the node registered the first time (200)")])
     def create(self, request):
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 100 or not key.isprintable():
+            raise ValidationFailed("Idempotency-Key must be at most 100 printable characters", field="Idempotency-Key")
         fields = self._fields(s.validated_input(s.NodeInputSerializer, request.data))
-        node = services.node_register(user=request.user, **fields)
+        node, created = services.node_register_once(user=request.user, registration_key=key, **fields)
+        if not created:  # a repeated registration (its first answer may have been lost)
+            return respond(s.NodeSerializer(self._node(node.pk)).data, message="Client already registered")
         return respond(s.NodeSerializer(self._node(node.pk)).data, message="Client registered",
                        status_code=status.HTTP_201_CREATED)
 

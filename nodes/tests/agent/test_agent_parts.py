@@ -232,3 +232,53 @@ def test_the_agent_imports_no_django():
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+class LosingApi:
+    """Pollen as the agent sees it when the answer to its first registration is lost: the node is
+    registered (by key) but the agent hears only a dropped connection."""
+
+    root = "http://127.0.0.1:9/api/v1"
+
+    def __init__(self, state_file: Path):
+        self.state_file = state_file
+        self.nodes: dict[str, dict] = {}
+        self.keys_sent: list[str | None] = []
+        self.state_before_call: list[dict] = []
+
+    def register(self, body, *, idempotency_key=None):
+        from pollen_agent.api import Unreachable
+
+        self.keys_sent.append(idempotency_key)
+        self.state_before_call.append(json.loads(self.state_file.read_text()) if self.state_file.exists() else {})
+        node = self.nodes.setdefault(idempotency_key, {"id": f"node-{len(self.nodes) + 1}", "name": body["name"]})
+        if len(self.keys_sent) == 1:
+            raise Unreachable("RemoteProtocolError: Server disconnected without sending a response")
+        return node
+
+    def heartbeat(self, node_id, body):
+        return {"id": node_id, "heartbeat_interval_seconds": 30, "federation": None}
+
+    def close(self):
+        pass
+
+
+def test_a_lost_registration_answer_does_not_make_a_second_node(tmp_path):
+    def agent(api):
+        config = AgentConfig(server_url="http://127.0.0.1:9", api_key="pk_x_y", state_dir=tmp_path,
+                             supernode=False, name="edge-1")
+        return Agent(config, api=api)
+
+    api = LosingApi(tmp_path / "state.json")
+    first = agent(api)
+    first.step(time.monotonic())  # the answer is lost
+    assert first.node_id is None and api.keys_sent[0]
+    # The key was on disk before the request left, so even an agent killed now would send it again.
+    assert api.state_before_call[0]["registration_key"] == api.keys_sent[0]
+    restarted = agent(api)  # a new process on the same state folder
+    restarted.step(time.monotonic() + 3600)
+    assert restarted.node_id == "node-1" and api.keys_sent[1] == api.keys_sent[0] and len(api.nodes) == 1
+    # A node Pollen forgot is registered anew, with a new key.
+    assert restarted._registration_key() == api.keys_sent[0]
+    restarted.state.update(registration_key=None)
+    assert restarted._registration_key() != api.keys_sent[0]

@@ -280,3 +280,57 @@ def test_client_cluster(owner_api, node):
     assert_success(owner_api.put(f"{CLIENTS}/{node.pk}/cluster", {"clusterId": cluster.pk}))
     assert assert_success(owner_api.get(f"{CLIENTS}/{node.pk}/cluster"))["data"]["id"] == cluster.pk
     assert_error(owner_api.put(f"{CLIENTS}/{node.pk}/cluster", {"cluster": 0}), 400, "VALIDATION_ERROR")
+
+
+# ---- registering again with the same Idempotency-Key ------------------------------------------------
+
+def test_a_registration_sent_again_with_its_idempotency_key_returns_the_first_node(owner_api, api_for):
+    first = owner_api.post(CLIENTS, register_body(), headers={"Idempotency-Key": "agent-7f3a"})
+    node_id = assert_success(first, 201)["data"]["id"]
+    again = owner_api.post(CLIENTS, register_body(name="edge-7-renamed"), headers={"Idempotency-Key": "agent-7f3a"})
+    body = assert_success(again, 200)
+    assert body["data"]["id"] == node_id and body["data"]["name"] == "edge-7" and body["message"] == \
+        "Client already registered"
+    assert Node.objects.count() == 1
+    assert Event.objects.filter(event="client.joined").count() == 1  # announced once
+    # Another key, no key, or another user's same key: new nodes.
+    assert_success(owner_api.post(CLIENTS, register_body(), headers={"Idempotency-Key": "agent-other"}), 201)
+    assert_success(owner_api.post(CLIENTS, register_body()), 201)
+    assert_success(owner_api.post(CLIENTS, register_body()), 201)
+    from accounts.tests.fixtures import UserFactory
+
+    stranger = UserFactory(roles=["admin"])
+    assert_success(api_for(stranger).post(CLIENTS, register_body(), headers={"Idempotency-Key": "agent-7f3a"}), 201)
+    assert Node.objects.count() == 5
+
+
+@pytest.mark.parametrize("key", ["x" * 101, "line\nbreak"])
+def test_a_malformed_idempotency_key_is_refused_and_nothing_is_registered(owner_api, key):
+    body = assert_error(owner_api.post(CLIENTS, register_body(), headers={"Idempotency-Key": key}), 400,
+                        "VALIDATION_ERROR")
+    assert body["error"]["details"]["field"] == "Idempotency-Key"
+    assert not Node.objects.exists()
+
+
+def test_two_registrations_racing_with_one_key_make_one_node(owner, monkeypatch):
+    from nodes import services
+    from nodes.models import Node as NodeModel
+
+    first, created = services.node_register_once(user=owner, name="a", registration_key="k1")
+    assert created
+    # The second request checked before the first had stored its node: the database's constraint
+    # turns its insert away and it answers with the first node.
+    real_filter = NodeModel.objects.filter
+    calls = []
+
+    def filter_missing_once(*args, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            return NodeModel.objects.none()
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(NodeModel.objects, "filter", filter_missing_once)
+    second, created = services.node_register_once(user=owner, name="b", registration_key="k1")
+    assert not created and second.pk == first.pk and len(calls) == 2
+    monkeypatch.undo()
+    assert NodeModel.objects.filter(registration_key="k1").count() == 1
