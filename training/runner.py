@@ -429,6 +429,10 @@ def finish_execution(execution_id, outcome: str, *, error_code: str = "", error_
         broadcast_on_commit("training_update", events.training_update(execution), events.audience(execution))
         from budgets.services import execution_cost_book_on_commit  # the compute cost, booked once this commits
         execution_cost_book_on_commit(execution_id=execution.pk)
+        if execution.transport == Transport.DEVICE and outcome != ExecutionStatus.COMPLETED:
+            from nodes.protocol.rounds import discard_open_rounds  # a reaped worker left its round open
+
+            transaction.on_commit(lambda: discard_open_rounds(execution.pk))
     return outcome
 
 

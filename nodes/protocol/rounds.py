@@ -318,6 +318,16 @@ def _discard(device_round: DeviceRound, status: str) -> None:
     shutil.rmtree(device_round.state_dir, ignore_errors=True)
 
 
+def discard_open_rounds(execution_id) -> int:
+    """Close as failed the rounds an execution left open when it ended without its worker closing
+    them (a worker killed mid-round, then reaped): devices get 409 instead of uploading to a round
+    nobody will aggregate, and the round's running sum is removed."""
+    open_rounds = list(DeviceRound.objects.filter(execution_id=execution_id, status=DeviceRoundStatus.OPEN))
+    for device_round in open_rounds:
+        _discard(device_round, DeviceRoundStatus.FAILED)
+    return len(open_rounds)
+
+
 # ---- the run ----------------------------------------------------------------------------------------
 
 def _clear_after(execution: Execution, offset: int) -> None:

@@ -367,14 +367,20 @@ def _too_large(limit: int) -> ApplicationError:
 
 
 def _not_open(device_round: DeviceRound) -> ApplicationError:
-    reason = "past its deadline" if device_round.status == DeviceRoundStatus.OPEN else device_round.status
+    if device_round.status != DeviceRoundStatus.OPEN:
+        reason = device_round.status
+    elif device_round.execution.status != ExecutionStatus.RUNNING:
+        reason = f"the execution is {device_round.execution.status}"
+    else:
+        reason = "past its deadline"
     return ApplicationError("RESOURCE_CONFLICT", f"Round {device_round.number} no longer takes updates ({reason})",
                             details={"round_id": str(device_round.pk), "status": device_round.status,
                                      "deadline": _iso(device_round.deadline)}, http_status=409)
 
 
 def _is_open(device_round: DeviceRound) -> bool:
-    return device_round.status == DeviceRoundStatus.OPEN and device_round.deadline > timezone.now()
+    return (device_round.status == DeviceRoundStatus.OPEN and device_round.deadline > timezone.now()
+            and device_round.execution.status == ExecutionStatus.RUNNING)
 
 
 def update_dir() -> Path:

@@ -356,3 +356,41 @@ def test_a_suspended_device_execution_resumes_from_its_checkpoint(device_project
     with DeviceModel.objects.get(execution=execution, number=2).file.open("rb") as fh:
         after, _ = wire.decode_model(fh.read())
     np.testing.assert_allclose(after["bias"], before["bias"] + (0.01 * 10 + 0.02 * 11) / 21, rtol=1e-5, atol=1e-6)
+
+
+def test_a_round_left_open_by_a_killed_worker_is_closed_when_the_execution_is_reaped(
+        open_round, make_device, settings, django_capture_on_commit_callbacks):
+    """The worker died mid-round (no chance to close it); the reaper fails the execution after its
+    heartbeat timeout. The round is closed as failed and its running sum removed, and a device
+    uploading to it gets 409, not a 202 for a round nobody will aggregate."""
+    from pathlib import Path
+
+    from training.tasks import executions_reap
+
+    device_round, arrays = open_round
+    early, late = make_device("early"), make_device("late")
+    for device in (early, late):
+        assert_success(device.current())
+    assert_success(early.submit(device_round.pk, update_body(arrays)), 202)
+    assert Path(device_round.state_dir).exists()
+    Execution.objects.filter(pk=device_round.execution_id).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT_SECONDS + 5))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert executions_reap() == 1
+    device_round.refresh_from_db()
+    assert device_round.execution.status == ExecutionStatus.FAILED
+    assert device_round.status == DeviceRoundStatus.FAILED and not Path(device_round.state_dir).exists()
+    body = assert_error(late.submit(device_round.pk, update_body(arrays, shift=0.02)), 409, "RESOURCE_CONFLICT")
+    assert body["error"]["details"]["status"] == DeviceRoundStatus.FAILED
+    assert DeviceUpdate.objects.filter(round=device_round).count() == 1
+
+
+def test_an_update_for_a_round_of_an_execution_that_ended_is_refused(open_round, make_device):
+    """Even before the round itself is closed: what decides is that its execution no longer runs."""
+    device_round, arrays = open_round
+    device = make_device("late")
+    assert_success(device.current())
+    Execution.objects.filter(pk=device_round.execution_id).update(status=ExecutionStatus.FAILED)
+    body = assert_error(device.submit(device_round.pk, update_body(arrays)), 409, "RESOURCE_CONFLICT")
+    assert "the execution is failed" in body["error"]["message"]
+    assert not DeviceUpdate.objects.exists()
