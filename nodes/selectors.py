@@ -69,8 +69,8 @@ def offline_node_ids(execution) -> set[uuid.UUID]:
 def flower_nodes_offline(flower_node_ids, *, project_id) -> list[int]:
     """Of ``flower_node_ids`` (the ids a SuperLink gave its SuperNodes), those whose registry node is
     known to be gone (offline, or past twice its heartbeat interval and not yet marked). The node
-    agent reports its SuperNode's id in every heartbeat (``metadata.agent.supernode.flower_node_id``); nodes of
-    another project are not answered for."""
+    agent reports its SuperNode's id in every heartbeat (``metadata.agent.supernode.flower_node_id``);
+    nodes of another project are not answered for."""
     wanted = {str(n) for n in flower_node_ids}
     if not wanted:
         return []

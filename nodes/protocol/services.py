@@ -412,8 +412,7 @@ def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody,
     (404); the declared length is within DEVICE_UPDATE_MAX_BYTES (413, nothing read); the round is
     open and before its deadline (409); the body has the declared sha256 (400) and the device's
     ed25519 signature (401); the tensors are those of the round's model (422 INVALID_MODEL_FORMAT;
-    decoded in place from a mapping of the spooled file, the body's integrity being established by
-    the two checks before). Then, under the round's row lock: the same update sent again returns the
+    decoded in place from the received body, whose integrity the two checks before established). Then, under the round's row lock: the same update sent again returns the
     stored one (``created`` False), another update of the node for the round is 409, and otherwise
     the update is stored and folded into the round's aggregation. Nothing is stored when any step
     fails."""
@@ -458,8 +457,8 @@ def device_update_submit(*, node: Node, round_id, body: BinaryIO | ReceivedBody,
         if not received.verify(public_key, raw_signature):
             raise AuthenticationFailed("X-Client-Signature is not this device's signature of the body",
                                        details={"field": "X-Client-Signature"})
-        # The arrays are views of this mapping, which lives as long as they do (the file's name is
-        # gone once the body is closed; its pages stay mapped).
+        # The arrays are views of the received body (its memory, or a mapping of its file), which
+        # lives as long as they do, even once the body is closed.
         update = rounds.decode(received.buffer(), device_round.global_model)
     return _accept(node=node, device_round=device_round, update=update, checksum=digest, size=size)
 

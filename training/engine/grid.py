@@ -317,8 +317,10 @@ class RemoteGrid(ObservedGrid):
                                 phase=m.metadata.message_type.split(".")[0],
                                 bytes_down=content_bytes(m.content) if m.has_content() else 0) for m in messages]
         started = time.time()
-        # Flower keeps the order of the messages (``None`` for one it could not push).
+        # Flower keeps the order of the messages: ``None`` for one it could not push, and no ids at
+        # all when the SuperLink refused the whole batch (too large).
         pushed = list(self.inner.push_messages(messages))
+        pushed += [None] * (len(results) - len(pushed))
         pending = {message_id: result for message_id, result in zip(pushed, results) if message_id}
         for message_id, result in zip(pushed, results):
             if not message_id:

@@ -140,3 +140,20 @@ def test_the_callback_observer_asks_pollen_and_keeps_only_ids_it_asked_about():
 @pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
 def test_an_unanswered_liveness_question_means_wait_on(error):
     assert CallbackObserver(_Client(error=error)).offline_nodes({5}) == set()
+
+
+def test_messages_the_superlink_did_not_take_are_failures_without_a_wait():
+    class Refusing(FakeSuperLink):
+        def push_messages(self, messages):
+            return []  # Flower's answer when the SuperLink refuses the whole batch (413)
+
+    seen = []
+
+    class Recording(Registry):
+        def on_replies(self, round_number, phase, results):
+            seen.extend(results)
+
+    started = time.monotonic()
+    assert list(_grid(Refusing(answering={1, 2}), Recording()).send_and_receive(_messages([1, 2]), timeout=60)) == []
+    assert time.monotonic() - started < 5
+    assert [r.error for r in seen] == ["the SuperLink did not take the message"] * 2
