@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,17 +29,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import closing
 from pathlib import Path
 
 try:  # imported as benchmarks.<name> (the servers it starts), or run as a script from benchmarks/
+    from benchmarks.local_servers import HOST, free_port, start_uvicorn, stop_server
     from benchmarks.throwaway_db import drop_database, prepare_database
 except ImportError:
+    from local_servers import HOST, free_port, start_uvicorn, stop_server
     from throwaway_db import drop_database, prepare_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "pollen_bench"
-HOST = "127.0.0.1"
 API_PATH = "/api/v1/projects?page=1&limit=20"
 MINIMAL_PATH = "/bench/minimal"
 WRK = shutil.which("wrk")
@@ -104,32 +103,6 @@ def seed(env: dict, projects: int) -> str:
 
 
 # ---- the server --------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def start_server(env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", HOST, "--port", str(port),
-         "--workers", "1", "--no-access-log", "--log-level", "warning"],
-        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-
-def stop_server(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
 
 def get(url: str, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=headers or {})
@@ -289,7 +262,7 @@ def main(argv=None) -> int:
         port = free_port()
         base = f"http://{HOST}:{port}"
         log_path = tmp / "uvicorn.log"
-        proc = start_server(env, port, log_path)
+        proc = start_uvicorn("config.asgi:application", env, port, log_path)
         wait_healthy(base, proc, log_path)
         auth = {"Authorization": f"Bearer {token}"}
         check_endpoints(base, auth, args.projects)
@@ -323,12 +296,6 @@ def main(argv=None) -> int:
     finally:
         stop_server(proc)
         if database_created:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:
-                pass
             drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 

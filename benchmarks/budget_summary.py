@@ -282,12 +282,6 @@ def main(argv=None) -> int:
         return 0
     finally:
         if created:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:
-                pass
             drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -33,5 +33,12 @@ def prepare_database(admin_url: str | None, name: str) -> str | None:
 
 
 def drop_database(admin_url: str | None, name: str) -> None:
+    """Drop ``name`` (after closing this process's Django connections to it, if any)."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception:  # Django not set up in this process
+        pass
     if admin_url and is_postgres(admin_url):
         _postgres_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

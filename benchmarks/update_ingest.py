@@ -46,24 +46,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 
 try:  # imported as benchmarks.<name> (the servers it starts), or run as a script from benchmarks/
+    from benchmarks.local_servers import HOST, free_port, start_uvicorn, stop_server
     from benchmarks.throwaway_db import drop_database, prepare_database
 except ImportError:
+    from local_servers import HOST, free_port, start_uvicorn, stop_server
     from throwaway_db import drop_database, prepare_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DB = "pollen_bench_ingest"
-HOST = "127.0.0.1"
 MiB = 1024 * 1024
 
 
@@ -215,32 +214,6 @@ def verify_round(setup_data: dict, expected: int) -> str:
 
 # ---- servers ----------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def start_server(app: str, env: dict, port: int, log_path: Path) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--workers", "1",
-         "--no-access-log", "--log-level", "warning", "--lifespan", "off"],
-        cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-
-
-def stop_server(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 def wait_ready(port: int, path: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -342,7 +315,7 @@ class Server:
     def __init__(self, name: str, app: str, env: dict, log_path: Path, ready_path: str):
         self.name, self.log_path = name, log_path
         self.port = free_port()
-        self.proc = start_server(app, env, self.port, log_path)
+        self.proc = start_uvicorn(app, env, self.port, log_path, "--lifespan", "off")
         self.ready_path = ready_path
         self.latencies: list[float] = []
         self.cpu = 0.0  # CPU seconds the server spent on the measured updates
@@ -593,12 +566,6 @@ def main(argv=None) -> int:
         return 0
     finally:
         if database_created:
-            try:
-                from django.db import connections
-
-                connections.close_all()
-            except Exception:
-                pass
             drop_database(admin_url, BENCH_DB)
         shutil.rmtree(tmp, ignore_errors=True)
 

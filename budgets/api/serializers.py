@@ -16,8 +16,8 @@ from budgets.choices import (LEVEL_CEILINGS, ApprovalAction, ApproverLevel, Budg
                              CostSource, Granularity, NotificationMethod, ReportFormat, ReportKind, ReportStatus)
 from budgets.money import fmt, percent
 from budgets.selectors import Figures
+from core.api.fields import MAX_JSON_BYTES, BoundedJSONField, TextChoiceField
 
-MAX_JSON_BYTES = 16 * 1024
 MAX_AMOUNT = Decimal("999999999999.99")
 
 
@@ -40,30 +40,6 @@ class MoneyField(serializers.DecimalField):
         if isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
-
-
-class ChoiceText(serializers.CharField):
-    """A choice documented as text (as in nodes.api): another enum named ``status`` or ``kind``
-    would collide in the schema."""
-
-    def __init__(self, choices, **kwargs):
-        self.allowed = [str(value) for value, _ in choices]
-        kwargs.setdefault("help_text", "One of: " + ", ".join(self.allowed))
-        super().__init__(max_length=50, **kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if value not in self.allowed:
-            raise serializers.ValidationError(f"{value!r} is not one of {self.allowed}")
-        return value
-
-
-class BoundedJSONField(serializers.DictField):
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if len(json.dumps(value, default=str)) > MAX_JSON_BYTES:
-            raise serializers.ValidationError(f"At most {MAX_JSON_BYTES} bytes of JSON")
-        return value
 
 
 # ---- budgets ---------------------------------------------------------------------------------------
@@ -115,7 +91,7 @@ class RuleInputSerializer(serializers.Serializer):
                                      max_length=10, allow_empty=False)
     thresholds = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000), required=False,
                                        max_length=10, allow_empty=False)
-    method = ChoiceText(NotificationMethod.choices, required=False)
+    method = TextChoiceField(choices=NotificationMethod.values, required=False)
     is_active = serializers.BooleanField(required=False)
 
     def validate(self, attrs):
@@ -145,7 +121,7 @@ class BudgetInputSerializer(serializers.Serializer):
 
 
 class BudgetStatusInputSerializer(serializers.Serializer):
-    status = ChoiceText(BudgetStatus.choices)
+    status = TextChoiceField(choices=BudgetStatus.values)
     reason = serializers.CharField(max_length=2000, required=False, allow_blank=True)
 
 
@@ -336,13 +312,13 @@ class ApproverSerializer(serializers.Serializer):
 
 class ApproverInputSerializer(serializers.Serializer):
     user_id = serializers.UUIDField()
-    level = ChoiceText(ApproverLevel.choices)
+    level = TextChoiceField(choices=ApproverLevel.values)
     limit = MoneyField(required=False, allow_null=True, help_text="Default: the level's ceiling")
     is_active = serializers.BooleanField(required=False)
 
 
 class ApproverUpdateInputSerializer(serializers.Serializer):
-    level = ChoiceText(ApproverLevel.choices, required=False)
+    level = TextChoiceField(choices=ApproverLevel.values, required=False)
     limit = MoneyField(required=False, allow_null=True)
     is_active = serializers.BooleanField(required=False)
 
@@ -468,7 +444,7 @@ class CostInputSerializer(serializers.Serializer):
     budget = serializers.UUIDField(required=False, allow_null=True)
     category = serializers.CharField(max_length=50, help_text="A category's value")
     service = serializers.CharField(max_length=100, required=False, allow_blank=True)
-    kind = ChoiceText(CostKind.choices, required=False)
+    kind = TextChoiceField(choices=CostKind.values, required=False)
     amount = MoneyField()
     incurred_on = serializers.DateField(required=False, help_text="Default: today")
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
@@ -487,7 +463,7 @@ class AllocationTargetSerializer(serializers.Serializer):
 class AllocateInputSerializer(serializers.Serializer):
     amount = MoneyField()
     category = serializers.CharField(max_length=50)
-    kind = ChoiceText(CostKind.choices, required=False)
+    kind = TextChoiceField(choices=CostKind.values, required=False)
     incurred_on = serializers.DateField(required=False)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True)
     budget = serializers.UUIDField(required=False, allow_null=True, help_text="Default budget of the targets")
@@ -517,7 +493,7 @@ class CostGroupSerializer(serializers.Serializer):
 
 
 class PeriodQuerySerializer(serializers.Serializer):
-    granularity = ChoiceText(Granularity.choices, required=False, default=Granularity.MONTH)
+    granularity = TextChoiceField(choices=Granularity.values, required=False, default=Granularity.MONTH)
 
 
 # ---- spending and reports --------------------------------------------------------------------------
@@ -567,8 +543,8 @@ class ReportSerializer(serializers.Serializer):
 
 
 class ReportGenerateInputSerializer(serializers.Serializer):
-    kind = ChoiceText(ReportKind.choices, required=False, default=ReportKind.FULL)
-    format = ChoiceText(ReportFormat.choices, required=False, default=ReportFormat.JSON)
+    kind = TextChoiceField(choices=ReportKind.values, required=False, default=ReportKind.FULL)
+    format = TextChoiceField(choices=ReportFormat.values, required=False, default=ReportFormat.JSON)
     title = serializers.CharField(max_length=200, required=False, allow_blank=True)
     budget = serializers.UUIDField(required=False)
     date_from = serializers.DateField(required=False, help_text="Trends from this day")

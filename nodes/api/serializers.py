@@ -6,10 +6,9 @@ bad value answers 400 ``VALIDATION_ERROR`` whose ``details.field`` names it as t
 
 from __future__ import annotations
 
-import json
-
 from rest_framework import serializers
 
+from core.api.fields import BoundedJSONField, TextChoiceField
 from core.exceptions import ValidationFailed
 from nodes.choices import Compute, NodeRole, NodeStatus, NodeType
 from nodes.models import Cluster, Node, NodeDataset, Zone
@@ -24,7 +23,6 @@ SAMPLE_ALIASES = {"cpu_usage": "cpu_percent", "memory_usage": "memory_percent", 
                   "bytes_sent": "network_bytes_sent", "bytes_received": "network_bytes_recv",
                   "training_rounds_completed": "rounds_completed", "model_updates_sent": "updates_sent",
                   "average_training_time": "avg_training_seconds"}
-MAX_JSON_BYTES = 16 * 1024
 MAX_BIG = 2**63 - 1
 
 
@@ -59,31 +57,6 @@ def validated_input(serializer_class, data, *, partial: bool = False, instance=N
         raise ValidationFailed(f"{field}: {message}", details={"field": field, "reason": message,
                                                                 "errors": serializer.errors})
     return serializer.validated_data
-
-
-class TextChoiceField(serializers.CharField):
-    """A choice documented as text: a second enum named ``status`` or ``type`` would collide in the schema."""
-
-    def __init__(self, *, choices, **kwargs):
-        self.allowed = [str(c) for c in choices]
-        kwargs.setdefault("help_text", "One of: " + ", ".join(self.allowed))
-        super().__init__(max_length=50, **kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if value not in self.allowed:
-            raise serializers.ValidationError(f"{value!r} is not one of {self.allowed}")
-        return value
-
-
-class BoundedJSONField(serializers.DictField):
-    """A JSON object of bounded size: free-form, but not a way to store megabytes."""
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if len(json.dumps(value, default=str)) > MAX_JSON_BYTES:
-            raise serializers.ValidationError(f"At most {MAX_JSON_BYTES} bytes of JSON")
-        return value
 
 
 # ---- inputs --------------------------------------------------------------------------------------

@@ -18,14 +18,8 @@ from training import services
 from training.choices import ExecutionStatus, Transport
 from training.deployed import build_fab, callback_secret
 from training.engine.callback import SIGNATURE_HEADER, sign, verify
-from training.local_federation import LocalFederation
+from training.local_federation import LocalFederation, free_port
 from training.models import Execution, ExecutionLog, Round, RoundClient
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.timeout(300)
@@ -33,7 +27,7 @@ def _free_port() -> int:
 def test_an_execution_trains_on_an_authenticated_tls_superlink_with_real_supernodes(live_server, builtin_roles,
                                                                                    django_capture_on_commit_callbacks):
     # builtin_roles: the owner's role exists even after another transactional test's flush emptied the tables.
-    port = _free_port()
+    port = free_port()
     # TLS with a throwaway CA, and SuperNode authentication: only registered keys may join.
     with LocalFederation(supernodes=2, port=port, auth=True) as federation, override_settings(
             FLOWER_SUPERLINK_ADDRESS=federation.address, FLOWER_INSECURE=False,
@@ -226,7 +220,7 @@ def test_a_supernode_that_could_not_bind_its_port_is_started_again(monkeypatch, 
     real_free_port = local_federation.free_port
     monkeypatch.setattr(local_federation, "free_port", lambda host="127.0.0.1": next(ports, None) or real_free_port(host))
     try:
-        with LocalFederation(supernodes=1, port=_free_port()) as federation:
+        with LocalFederation(supernodes=1, port=free_port()) as federation:
             assert federation.wait_for_nodes(timeout=90) == 1
             assert federation._restarts == 1
             assert "failed to start" in (federation.workdir / "supernode-0.log").read_text()

@@ -18,15 +18,10 @@ import pytest
 from accounts import services as account_services
 from accounts.models import Role
 from accounts.tests.factories import UserFactory
+from training.local_federation import free_port  # noqa: F401 - the agent tests take it from here
 
 ROOT = Path(__file__).resolve().parents[3]
 AGENT_SCOPES = ["client:register", "training:participate"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, *, timeout: float = 20.0, every: float = 0.1, message: str = "condition", log: Path | None = None):

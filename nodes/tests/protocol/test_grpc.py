@@ -14,7 +14,6 @@ import math
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from nodes.protocol.grpc.chunks import ChunkReader, count_chunks, read_chunks
 from nodes.protocol.grpc.errors import failure_for
 from nodes.protocol.grpc.server import build_server
 from nodes.tests.protocol.conftest import device_execution, open_first_round, update_body
+from training.local_federation import free_port
 from wia_fl import wire
 
 REPO = Path(__file__).resolve().parents[3]
@@ -496,14 +496,8 @@ def test_a_stream_opened_mid_round_is_invited_at_once(server, joined):
 
 # ---- the management command ---------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_command_serves_and_stops_on_sigterm(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATABASE_URL": f"sqlite:///{tmp_path / 'db'}",
            "POLLEN_VAR_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, str(REPO / "manage.py"), "device_grpc", "--address", f"127.0.0.1:{port}"]
